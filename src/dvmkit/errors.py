@@ -1,0 +1,84 @@
+"""The one exception tree of dvmkit.
+
+Every error dvmkit raises on purpose is a :class:`DVMError`; foreign exceptions (from
+coincurve, cryptography, orjson, websockets, sqlite) are translated once, where they enter,
+so callers never need to catch anything else::
+
+    DVMError
+    ├── ProtocolError            bad bytes or values on the wire (pure layers)
+    │   ├── InvalidKey           a secret or public key that is malformed or out of range
+    │   ├── InvalidEvent         an event that is malformed, or whose id or signature is wrong
+    │   ├── InvalidFilter        a NIP-01 filter that is malformed
+    │   ├── Bech32Error          NIP-19 text that does not decode
+    │   ├── EncryptionError      a plaintext that cannot be encrypted (NIP-04/44)
+    │   ├── DecryptionError      a payload that is malformed, truncated or forged (NIP-04/44/59)
+    │   └── GiftWrapError        a NIP-59 wrap whose seal or inner event does not check out
+    ├── RelayError               a relay connection failed or refused (carries the url)
+    ├── PaymentError             a payment could not be made or confirmed
+    └── JobError                 a job failed; carries a NIP-90/#1941 error code
+
+Messages say what was wrong and, where it helps, what to do; they never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class DVMError(Exception):
+    """Base of every error dvmkit raises on purpose."""
+
+
+class ProtocolError(DVMError):
+    """Input bytes or values that do not follow the protocol."""
+
+
+class InvalidKey(ProtocolError):
+    """A secret or public key that is malformed or out of range."""
+
+
+class InvalidEvent(ProtocolError):
+    """An event that is malformed, or whose id or signature does not verify."""
+
+    def __init__(self, message: str, *, event_id: str | None = None) -> None:
+        super().__init__(message if event_id is None else f"{message} (event {event_id})")
+        self.event_id = event_id
+
+
+class InvalidFilter(ProtocolError):
+    """A NIP-01 filter that is malformed."""
+
+
+class Bech32Error(ProtocolError):
+    """NIP-19 bech32 text that does not decode."""
+
+
+class EncryptionError(ProtocolError):
+    """A plaintext or key that cannot be encrypted."""
+
+
+class DecryptionError(ProtocolError):
+    """A ciphertext payload that is malformed, truncated, or fails its MAC."""
+
+
+class GiftWrapError(ProtocolError):
+    """A NIP-59 wrap whose seal or inner event does not check out."""
+
+
+class RelayError(DVMError):
+    """A relay connection failed, or a relay refused what we sent."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message if url is None else f"{url}: {message}")
+        self.url = url
+
+
+class PaymentError(DVMError):
+    """A payment could not be made or confirmed."""
+
+
+class JobError(DVMError):
+    """A job failed; ``code`` is one of the NIP-90 / #1941 error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

@@ -1,0 +1,35 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines have 2 cores and share them with relays under test: no per-example deadline.
+settings.register_profile(
+    "dvmkit", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.load_profile("dvmkit")
+
+
+@pytest.fixture
+async def local_relay() -> AsyncIterator[str]:
+    """nostr-sdk's LocalRelay on a random port: the independent second relay.
+
+    Its default rate limit lets only ~60 of 500 pipelined events through, so raise it.
+    """
+    import nostr_sdk
+
+    relay = (
+        nostr_sdk.LocalRelayBuilder()
+        .addr("127.0.0.1")
+        .rate_limit(nostr_sdk.RateLimit(max_reqs=10_000, notes_per_minute=10_000_000))
+        .build()
+    )
+    await relay.run()
+    try:
+        yield str(await relay.url())
+    finally:
+        relay.shutdown()

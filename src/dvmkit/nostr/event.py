@@ -80,6 +80,26 @@ class UnsignedEvent:
     tags: Tags
     content: str
 
+    @classmethod
+    def from_dict(cls, data: object) -> UnsignedEvent:
+        """Build an unsigned event from decoded JSON, checking its shape (any ``id`` is ignored).
+
+        Raises:
+            InvalidEvent: a field is missing or has the wrong type or format.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidEvent("an event must be a JSON object")
+        pubkey = data.get("pubkey")
+        if not is_hex64(pubkey):
+            raise InvalidEvent("pubkey must be 64 lowercase hex characters")
+        return cls(
+            pubkey,
+            _check_int("created_at", data.get("created_at"), MAX_CREATED_AT),
+            _check_int("kind", data.get("kind"), MAX_KIND),
+            normalize_tags(data.get("tags")),
+            _check_str("content", data.get("content")),
+        )
+
     @property
     def id(self) -> str:
         return compute_id(self.pubkey, self.created_at, self.kind, self.tags, self.content)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from coincurve import PublicKey
 from coincurve._libsecp256k1 import ffi, lib
@@ -28,7 +28,7 @@ _EXTRAPARAMS_MAGIC = bytes((0xDA, 0x6F, 0xB3, 0x8C))
 RandomBytes = Callable[[int], bytes]
 
 
-def is_hex64(value: object) -> bool:
+def is_hex64(value: object) -> TypeGuard[str]:
     """True when ``value`` is exactly 64 lowercase hex characters (NIP-01 ids and keys)."""
     return isinstance(value, str) and len(value) == 64 and _HEX64.fullmatch(value) is not None
 

@@ -1,0 +1,1 @@
+"""The ``dvm`` command line: nak's habits (JSON lines on stdout, messages on stderr)."""

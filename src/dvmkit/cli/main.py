@@ -1,0 +1,27 @@
+"""The ``dvm`` entry point: one Typer app that registers every command."""
+
+from __future__ import annotations
+
+import typer
+
+from dvmkit.cli import tools
+
+# Rich's pretty tracebacks print local variables, which may hold secret keys: off.
+app = typer.Typer(
+    name="dvm",
+    help="dvmkit: build, run, use and watch Nostr Data Vending Machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(tools.keys_app, name="keys")
+app.add_typer(tools.encode_app, name="encode")
+app.command("event")(tools.event_command)
+app.command("verify")(tools.verify_command)
+app.command("decode")(tools.decode_command)
+app.command("encrypt")(tools.encrypt_command)
+app.command("decrypt")(tools.decrypt_command)
+
+
+def main() -> None:
+    app()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from dvmkit.cli import tools
+from dvmkit.cli.relay import relay_command
 
 # Rich's pretty tracebacks print local variables, which may hold secret keys: off.
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.command("verify")(tools.verify_command)
 app.command("decode")(tools.decode_command)
 app.command("encrypt")(tools.encrypt_command)
 app.command("decrypt")(tools.decrypt_command)
+app.command("relay")(relay_command)
 
 
 def main() -> None:

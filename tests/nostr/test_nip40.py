@@ -27,3 +27,10 @@ def test_no_or_malformed_expiration_means_never_expires() -> None:
         ev = sign_event(KEYS, kind=1, tags=tags)
         assert expiration(ev) is None
         assert not is_expired(ev, now=lambda: 2**40)
+
+
+def test_absurdly_long_expiration_is_malformed_not_a_crash() -> None:
+    # int() refuses more than 4300 digits; a hostile tag must read as "no expiration".
+    ev = sign_event(KEYS, kind=1, tags=[["expiration", "9" * 5000]])
+    assert expiration(ev) is None
+    assert expiration(sign_event(KEYS, kind=1, tags=[["expiration", "9" * 20]])) == int("9" * 20)

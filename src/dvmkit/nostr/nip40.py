@@ -20,7 +20,8 @@ def expiration_tag(expires_at: int) -> tuple[str, str]:
 def expiration(event: Event) -> int | None:
     """The event's expiration as unix seconds, or None when it has none or it is malformed."""
     value = event.tag_value("expiration")
-    if value is None or not value.isascii() or not value.isdigit():
+    # 20 digits hold any 64-bit time; the bound also keeps int() from its 4300-digit error.
+    if value is None or not (value.isascii() and value.isdigit() and len(value) <= 20):
         return None
     return int(value)
 

@@ -1,19 +1,35 @@
-"""Layers point down: the pure protocol core imports no I/O machinery (STYLE.md habit 1)."""
+"""Layers point down: the pure cores import no I/O machinery (STYLE.md habit 1)."""
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 import subprocess
 import sys
 
-import dvmkit.nostr
+import pytest
 
-FORBIDDEN = ("asyncio", "websockets", "sqlite3", "socket", "dvmkit.relay", "dvmkit.cli")
+FORBIDDEN = (
+    "asyncio",
+    "websockets",
+    "sqlite3",
+    "socket",
+    "dvmkit.relay",
+    "dvmkit.cli",
+    "dvmkit.store",
+    "dvmkit.provider",
+    "dvmkit.customer",
+)
 
 
-def test_nostr_core_imports_no_io() -> None:
-    modules = [m.name for m in pkgutil.iter_modules(dvmkit.nostr.__path__, "dvmkit.nostr.")]
-    assert "dvmkit.nostr.event" in modules
+@pytest.mark.parametrize(
+    ("package", "module"),
+    [("dvmkit.nostr", "dvmkit.nostr.event"), ("dvmkit.protocol", "dvmkit.protocol.job")],
+)
+def test_pure_core_imports_no_io(package: str, module: str) -> None:
+    path = importlib.import_module(package).__path__
+    modules = [package, *(m.name for m in pkgutil.iter_modules(path, f"{package}."))]
+    assert module in modules
     script = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in modules)

@@ -15,6 +15,7 @@ so callers never need to catch anything else::
     │   └── GiftWrapError        a NIP-59 wrap whose seal or inner event does not check out
     ├── RelayError               a relay connection failed or refused (carries the url)
     ├── PaymentError             a payment could not be made or confirmed
+    ├── StoreError               the job store could not read or write (sqlite/postgres)
     └── JobError                 a job failed; carries a NIP-90/#1941 error code
 
 Messages say what was wrong and, where it helps, what to do; they never contain secrets.
@@ -73,6 +74,14 @@ class RelayError(DVMError):
 
 class PaymentError(DVMError):
     """A payment could not be made or confirmed."""
+
+
+class StoreError(DVMError):
+    """The job store could not read or write; carries the job id when there is one."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        super().__init__(message if job_id is None else f"{message} (job {job_id})")
+        self.job_id = job_id
 
 
 class JobError(DVMError):

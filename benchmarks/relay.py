@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from benchmarks import loadgen
 from benchmarks.report import Better, Figure, Goal, Report, environment, ratio
 from benchmarks.servers import RELAYS, RelayProcess, RelayUnavailable, start
@@ -76,11 +78,12 @@ MEASURES = (
 )
 
 
-def _events(count: int, *, kind: int, label: str) -> tuple[str, list[str]]:
-    """``count`` pre-signed EVENT messages from a fresh author (so no REQ matches old rounds)."""
+def _events(count: int, *, kind: int, label: str) -> tuple[str, list[bytes]]:
+    """``count`` pre-signed, pre-masked EVENT frames from a fresh author (so no REQ matches
+    old rounds)."""
     keys = Keys.generate()
     messages = [
-        loadgen.event_message(
+        loadgen.event_frame(
             sign_event(
                 keys,
                 kind=kind,
@@ -91,6 +94,10 @@ def _events(count: int, *, kind: int, label: str) -> tuple[str, list[str]]:
         for i in range(count)
     ]
     return keys.public_key, messages
+
+
+def _request(kinds: list[int], author: str) -> bytes:
+    return orjson.dumps(["REQ", "bench", {"kinds": kinds, "authors": [author]}])
 
 
 @dataclass(slots=True)
@@ -111,7 +118,9 @@ async def _timed(relay: RelayProcess, body: Callable[[], Any]) -> tuple[Any, Sam
     return result, Sample(0.0, relay_cpu, client1 - client0, wall1 - wall0, True, 0)
 
 
-async def _publish(relay: RelayProcess, batches: list[list[str]], window: int, s: Sizes) -> Sample:
+async def _publish(
+    relay: RelayProcess, batches: list[list[bytes]], window: int, s: Sizes
+) -> Sample:
     conns = await loadgen.open_connections(relay.url, len(batches))
     try:
 
@@ -131,10 +140,10 @@ async def _publish(relay: RelayProcess, batches: list[list[str]], window: int, s
     return sample
 
 
-async def _fanout(relay: RelayProcess, author: str, messages: list[str], s: Sizes) -> Sample:
+async def _fanout(relay: RelayProcess, author: str, messages: list[bytes], s: Sizes) -> Sample:
     conns = await loadgen.open_connections(relay.url, s.subscribers + 1)
     try:
-        await loadgen.subscribe(conns[1:], {"kinds": [JOB_KIND], "authors": [author]})
+        await loadgen.subscribe(conns[1:], _request([JOB_KIND], author))
 
         async def body() -> loadgen.Outcome:
             return await loadgen.fanout(conns[0], conns[1:], messages, window=s.window, limit_s=60)
@@ -146,10 +155,10 @@ async def _fanout(relay: RelayProcess, author: str, messages: list[str], s: Size
     return sample
 
 
-async def _round_trips(relay: RelayProcess, author: str, messages: list[str]) -> list[float]:
+async def _round_trips(relay: RelayProcess, author: str, messages: list[bytes]) -> list[float]:
     publisher, subscriber = await loadgen.open_connections(relay.url, 2)
     try:
-        await loadgen.subscribe([subscriber], {"kinds": [EPHEMERAL_KIND], "authors": [author]})
+        await loadgen.subscribe([subscriber], _request([EPHEMERAL_KIND], author))
         return await loadgen.round_trips(publisher, subscriber, messages, limit_s=120)
     finally:
         await loadgen.close_all([publisher, subscriber])

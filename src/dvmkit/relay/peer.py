@@ -17,11 +17,14 @@ from collections import deque
 import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from dvmkit.relay.fanout import Subscription
 from dvmkit.relay.limits import RelayLimits, TokenBucket
 
 log = logging.getLogger("dvmkit.relay")
+
+_WRITE_BATCH = 256 * 1024  # bytes per socket write; then wait for the transport to drain
 
 
 class Peer:
@@ -43,6 +46,8 @@ class Peer:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.dropped = False
+        #: This connection's EVENT replies waiting in the relay's current batch.
+        self.queued_events = 0
         _set_nodelay(ws)
 
     def __repr__(self) -> str:
@@ -71,7 +76,12 @@ class Peer:
         self.send(message)
 
     def ok(self, event_id: str, accepted: bool, message: str = "") -> None:
-        self.send(orjson.dumps(["OK", event_id, accepted, message]))
+        if accepted and not message and event_id.isalnum():
+            # The common reply, without building and encoding a list; an alphanumeric id
+            # (callers pass 64 hex) needs no JSON escaping.
+            self.send(b'["OK","' + event_id.encode() + b'",true,""]')
+        else:
+            self.send(orjson.dumps(["OK", event_id, accepted, message]))
 
     def closed(self, sub_id: str, message: str) -> None:
         self.send(orjson.dumps(["CLOSED", sub_id, message]))
@@ -96,20 +106,39 @@ class Peer:
         self.ws.transport.abort()
 
     async def run_sender(self) -> None:
-        """Write queued messages to the socket until :meth:`stop`; owned by the handler."""
+        """Write queued messages to the socket until :meth:`stop`; owned by the handler.
+
+        Everything queued since the last wakeup goes out in one write (one syscall for a
+        burst of OKs or a fan-out), at most ``_WRITE_BATCH`` bytes at a time, waiting for the
+        transport to drain between batches so a slow reader makes the outbox, not the
+        transport's buffer, grow (and then :meth:`send_live` drops it).
+        """
         ws = self.ws
+        protocol = ws.protocol
+        transport = ws.transport
+        outbox = self._outbox
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._outbox:
-                    message = self._outbox.popleft()
-                    self._outbox_bytes -= len(message)
-                    # Text frames without a decode/encode round trip (websockets >= 14).
-                    await ws.send(message, text=True)
+                while outbox:
+                    if protocol.state is not State.OPEN:
+                        return  # closing: websockets finishes the close handshake itself
+                    batch = 0
+                    send_text = protocol.send_text
+                    while outbox and batch < _WRITE_BATCH:
+                        message = outbox.popleft()
+                        batch += len(message)
+                        # Text frames without a decode/encode round trip.
+                        send_text(message)
+                    self._outbox_bytes -= batch
+                    # Only data frames were queued while OPEN, so there is no end-of-stream
+                    # marker (b"") among the chunks and one write carries them all.
+                    transport.write(b"".join(protocol.data_to_send()))
+                    await ws.drain()
                 if self._stopping:
                     return
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):
             return
 
     def stop(self) -> None:

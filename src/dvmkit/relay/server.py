@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeGuard
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -56,6 +57,7 @@ from dvmkit.relay.validation import (
 log = logging.getLogger("dvmkit.relay")
 
 _PURGE_INTERVAL = 60.0
+_HEX64_LEN = 64
 _EVENT_ID = re.compile(rb'"id"\s*:\s*"([0-9a-f]{64})"')
 _SUB_ID = re.compile(rb'^\s*\[\s*"(?:REQ|COUNT)"\s*,\s*"([^"\\]{1,64})"')
 _RATE_LIMITED = "rate-limited: slow down"
@@ -126,7 +128,9 @@ class Relay:
         self._stopping = asyncio.Event()
         self._peers: set[Peer] = set()
         self._index = SubscriptionIndex()
-        self._pending: list[tuple[Peer, Accepted]] = []
+        #: EVENT replies of this tick, in arrival order: (peer, event, its id, reason); the
+        #: event is None for one refused without storage, whose OK waits behind the others.
+        self._pending: list[tuple[Peer, Accepted | None, str, str]] = []
         self._flush_scheduled = False
         self._counts = dict.fromkeys(
             ("received", "stored", "duplicate", "rejected", "ephemeral"), 0
@@ -269,8 +273,7 @@ class Relay:
         reason = f"invalid: message is larger than {self._limits.max_message_length} bytes"
         head = raw[:64].lstrip()
         if head.startswith(b'["EVENT"') and (found := _EVENT_ID.search(raw)):
-            self._counts["rejected"] += 1
-            peer.ok(found.group(1).decode(), False, reason)
+            self._reject(peer, found.group(1).decode(), reason)
         elif found := _SUB_ID.match(raw):
             peer.closed(found.group(1).decode(), reason)
         else:
@@ -280,70 +283,96 @@ class Relay:
 
     def _on_event(self, peer: Peer, message: list[object]) -> None:
         data = message[1] if len(message) == 2 else None
-        event_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(event_id, str) or not is_hex64(event_id):
+        event_id = data.get("id") if type(data) is dict else None
+        if not _is_hex64(event_id):
             peer.notice('invalid: EVENT must be ["EVENT", <event with a 64-hex id>]')
             return
         self._counts["received"] += 1
         if not peer.events.take():
-            self._counts["rejected"] += 1
-            peer.ok(event_id, False, _RATE_LIMITED)
+            self._reject(peer, event_id, _RATE_LIMITED)
             return
         try:
             accepted = validate_event(data, limits=self._limits, now=int(self._clock()))
         except Rejected as exc:
-            self._counts["rejected"] += 1
-            peer.ok(event_id, False, exc.reason)
+            self._reject(peer, event_id, exc.reason)
             return
         event = accepted.event
         # NIP-70: an event tagged ["-"] may only be published by its authenticated author.
         if event.tag("-") is not None and event.pubkey not in peer.authed:
-            self._counts["rejected"] += 1
             peer.send_challenge()
-            peer.ok(
-                event_id, False, "auth-required: this event may only be published by its author"
+            self._reject(
+                peer, event_id, "auth-required: this event may only be published by its author"
             )
             return
-        self._pending.append((peer, accepted))
+        self._queue(peer, accepted, event_id, "")
+
+    def _reject(self, peer: Peer, event_id: str, reason: str) -> None:
+        """``OK false``, after the OKs of this connection's events still waiting for a commit."""
+        self._counts["rejected"] += 1
+        if peer.queued_events:
+            self._queue(peer, None, event_id, reason)
+        else:
+            peer.ok(event_id, False, reason)
+
+    def _queue(self, peer: Peer, accepted: Accepted | None, event_id: str, reason: str) -> None:
+        peer.queued_events += 1
+        self._pending.append((peer, accepted, event_id, reason))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Store the events of this tick in one transaction, then acknowledge and fan out."""
+        """Store the events of this tick in one transaction, then acknowledge and fan out.
+
+        Replies go out in the order the EVENTs arrived, refusals included, so a client that
+        pipelines sees its OKs in the order it sent.
+        """
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
-        if not pending or self._store is None:
+        if not pending:
             return
+        for peer, *_ in pending:
+            peer.queued_events = 0
         store = self._store
         outcomes: list[SaveOutcome | None] = []
         try:
-            if all(is_ephemeral(acc.event.kind) for _, acc in pending):
-                outcomes = [None] * len(pending)
-            else:
+            if store is None:
+                raise sqlite3.OperationalError("the store is closed")
+            storable = [acc for _, acc, _, _ in pending if acc is not None]
+            if any(not is_ephemeral(item.event.kind) for item in storable):
                 with store.transaction():
-                    for _, acc in pending:
+                    for item in storable:
                         outcomes.append(
                             None
-                            if is_ephemeral(acc.event.kind)
-                            else store.save(acc.event, acc.raw, expiration=acc.expiration)
+                            if is_ephemeral(item.event.kind)
+                            else store.save(item.event, item.raw, expiration=item.expiration)
                         )
+            else:
+                outcomes = [None] * len(storable)
         except sqlite3.Error as exc:
             log.error("could not store %d events: %s", len(pending), exc)
-            for peer, acc in pending:
-                self._counts["rejected"] += 1
-                peer.ok(acc.event.id, False, "error: the relay could not store the event")
+            for peer, acc, event_id, reason in pending:
+                if acc is None:
+                    peer.ok(event_id, False, reason)
+                else:
+                    self._counts["rejected"] += 1
+                    peer.ok(event_id, False, "error: the relay could not store the event")
             return
         counts = self._counts
-        for (peer, acc), outcome in zip(pending, outcomes, strict=True):
+        next_outcome = iter(outcomes).__next__
+        for peer, acc, event_id, reason in pending:
+            if acc is None:
+                peer.ok(event_id, False, reason)
+                continue
+            outcome = next_outcome()
             if outcome is None:
                 # NIP-01: ephemeral events are delivered live and never stored.
                 counts["ephemeral"] += 1
-                peer.ok(acc.event.id, True, "")
+                peer.ok(event_id, True, "")
                 self._fan_out(acc)
                 continue
             accepted, reason = _OUTCOME[outcome]
-            peer.ok(acc.event.id, accepted, reason)
+            peer.ok(event_id, accepted, reason)
             if outcome is SaveOutcome.STORED:
                 counts["stored"] += 1
                 self._fan_out(acc)
@@ -483,3 +512,13 @@ class Relay:
             return
         peer.authed.add(event.pubkey)
         peer.ok(event_id, True, "")
+
+
+def _is_hex64(value: object) -> TypeGuard[str]:
+    # Same answer as keys.is_hex64 without the regex: this runs for every EVENT.
+    if type(value) is not str or len(value) != _HEX64_LEN:
+        return False
+    try:
+        return bytes.fromhex(value).hex() == value
+    except ValueError:
+        return False

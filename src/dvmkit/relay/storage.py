@@ -108,6 +108,10 @@ class EventStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        #: Whether deleted_ids may have rows; only ever goes from False to True.
+        self._deleted_ids = (
+            self._db.execute("SELECT 1 FROM deleted_ids LIMIT 1").fetchone() is not None
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -137,18 +141,32 @@ class EventStore:
             What happened; only ``STORED`` means the event is now served.
         """
         db = self._db
-        if db.execute("SELECT 1 FROM events WHERE id = ?", (event.id,)).fetchone():
-            return SaveOutcome.DUPLICATE
-        # NIP-09: a deletion request against a deletion request has no effect.
+        d_tag = address_d_tag(event)
+        # NIP-09: a deletion request against a deletion request has no effect. The table is
+        # empty on most relays, and then there is nothing to look up.
         if (
-            event.kind != 5
+            self._deleted_ids
+            and event.kind != 5
             and db.execute(
                 "SELECT 1 FROM deleted_ids WHERE id = ? AND pubkey = ?", (event.id, event.pubkey)
             ).fetchone()
         ):
+            # A stored event is never in deleted_ids (the deletion removed it), so checking
+            # this before the duplicate check gives the same answers.
             return SaveOutcome.DELETED
-        d_tag = address_d_tag(event)
-        if d_tag is not None:
+        if d_tag is None:
+            # Regular events: the unique id index finds duplicates as part of the insert.
+            cursor = db.execute(
+                "INSERT INTO events (id, pubkey, created_at, kind, d_tag, expiration, raw)"
+                " VALUES (?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (event.id, event.pubkey, event.created_at, event.kind, expiration, raw),
+            )
+            if not cursor.rowcount:
+                return SaveOutcome.DUPLICATE
+            seq = cursor.lastrowid
+        else:
+            if db.execute("SELECT 1 FROM events WHERE id = ?", (event.id,)).fetchone():
+                return SaveOutcome.DUPLICATE
             row = db.execute(
                 "SELECT until FROM deleted_addresses WHERE kind = ? AND pubkey = ? AND d_tag = ?",
                 (event.kind, event.pubkey, d_tag),
@@ -168,13 +186,15 @@ class EventStore:
                 ):
                     return SaveOutcome.SUPERSEDED
                 self._delete_seq(old_seq)
-        seq = db.execute(
-            "INSERT INTO events (id, pubkey, created_at, kind, d_tag, expiration, raw)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event.id, event.pubkey, event.created_at, event.kind, d_tag, expiration, raw),
-        ).lastrowid
+            seq = db.execute(
+                "INSERT INTO events (id, pubkey, created_at, kind, d_tag, expiration, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event.id, event.pubkey, event.created_at, event.kind, d_tag, expiration, raw),
+            ).lastrowid
         tags = [(seq, tag[0], tag[1]) for tag in event.tags if len(tag) > 1 and len(tag[0]) == 1]
-        if tags:
+        if len(tags) == 1:
+            db.execute("INSERT INTO tags (seq, name, value) VALUES (?, ?, ?)", tags[0])
+        elif tags:
             db.executemany("INSERT INTO tags (seq, name, value) VALUES (?, ?, ?)", tags)
         if event.kind == 5:
             self._apply_deletion(event)
@@ -184,6 +204,7 @@ class EventStore:
         """NIP-09: delete what ``e`` and ``a`` tags name, if it belongs to the requester."""
         db = self._db
         for target in request.tag_values("e"):
+            self._deleted_ids = True
             db.execute(
                 "INSERT OR IGNORE INTO deleted_ids (id, pubkey) VALUES (?, ?)",
                 (target, request.pubkey),

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from dvmkit.errors import InvalidEvent, InvalidFilter
 from dvmkit.nostr import nip40
-from dvmkit.nostr.event import Event, serialize
+from dvmkit.nostr.event import Event, event_from_dict_fast, serialize
 from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import verify_signature
 from dvmkit.relay.limits import RelayLimits
@@ -33,9 +33,12 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A verified event ready to store or deliver."""
+class Accepted(NamedTuple):
+    """A verified event ready to store or deliver.
+
+    A named tuple rather than a frozen dataclass: one is built per published event, and a
+    tuple is immutable just the same at a fifth of the construction cost.
+    """
 
     event: Event
     raw: bytes
@@ -48,10 +51,13 @@ def validate_event(data: object, *, limits: RelayLimits, now: int) -> Accepted:
     Raises:
         Rejected: with an ``invalid:`` reason naming the first failed check.
     """
-    try:
-        event = Event.from_dict(data)
-    except InvalidEvent as exc:
-        raise Rejected(f"invalid: {exc}") from None
+    event = event_from_dict_fast(data)
+    if event is None:
+        # The lean check only says yes or "look closer"; the precise one says what is wrong.
+        try:
+            event = Event.from_dict(data)
+        except InvalidEvent as exc:
+            raise Rejected(f"invalid: {exc}") from None
     if len(event.content) > limits.max_content_length:
         raise Rejected(f"invalid: content is longer than {limits.max_content_length} characters")
     if len(event.tags) > limits.max_event_tags:

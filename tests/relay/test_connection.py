@@ -4,71 +4,25 @@ limits, resubscribe with ``since``, dead-socket detection."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.asyncio.server import ServerConnection
 
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import Keys
 from dvmkit.nostr.nip42 import verify_auth_event
-from dvmkit.relay.connection import backoff_delay
 from dvmkit.relay.pool import RelayPool, Timeouts
+from dvmkit.relay.values import backoff_delay
+
+from .scripted import recv, scripted, send
 
 FAST = Timeouts(reconnect_initial=0.02, reconnect_max=0.2, publish=3.0, eose=3.0, nip11=2.0)
 KEYS = Keys.generate()
-Handler = Callable[[ServerConnection, int], Awaitable[None]]
-
-
-@asynccontextmanager
-async def scripted(handler: Handler, nip11: dict[str, Any] | None = None) -> AsyncIterator[str]:
-    """A websocket server running ``handler(ws, n)`` for its n-th connection."""
-    counter = itertools.count()
-
-    async def on_connection(ws: ServerConnection) -> None:
-        with suppress(ConnectionClosed):
-            await handler(ws, next(counter))
-
-    def on_request(conn: ServerConnection, request: Request) -> Response | None:
-        if "Upgrade" in request.headers:
-            return None
-        if nip11 is None:
-            return conn.respond(404, "no NIP-11 here\n")
-        body = orjson.dumps(nip11)
-        headers = Headers(
-            [("Content-Type", "application/nostr+json"), ("Content-Length", str(len(body)))]
-        )
-        return Response(200, "OK", headers, body)
-
-    async with serve(
-        on_connection,
-        "127.0.0.1",
-        0,
-        process_request=on_request,
-        compression=None,
-        close_timeout=0.5,
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}"
-
-
-async def recv(ws: ServerConnection) -> list[Any]:
-    data: list[Any] = orjson.loads(await ws.recv())
-    return data
-
-
-async def send(ws: ServerConnection, *message: object) -> None:
-    await ws.send(orjson.dumps(list(message)).decode())
 
 
 def note(content: str = "x", kind: int = 1, **kw: Any) -> Event:

@@ -19,6 +19,7 @@ from dvmkit.relay.messages import (
     OkMsg,
     encode_auth,
     encode_close,
+    encode_count,
     encode_event,
     encode_req,
     message_prefix,
@@ -93,4 +94,5 @@ def test_encode_client_messages() -> None:
     assert orjson.loads(encode_auth(EVENT)) == ["AUTH", EVENT.to_dict()]
     flt = Filter.build(kinds=[1], limit=2)
     assert orjson.loads(encode_req("s", [flt, flt])) == ["REQ", "s", flt.to_dict(), flt.to_dict()]
+    assert orjson.loads(encode_count("s", [flt])) == ["COUNT", "s", flt.to_dict()]
     assert orjson.loads(encode_close("s")) == ["CLOSE", "s"]

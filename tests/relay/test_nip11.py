@@ -10,6 +10,9 @@ import orjson
 import pytest
 
 from dvmkit.errors import ProtocolError, RelayError
+from dvmkit.nostr.event import sign_event
+from dvmkit.nostr.filters import Filter
+from dvmkit.nostr.keys import Keys
 from dvmkit.relay.nip11 import Limitation, fetch_relay_info, http_url, parse_relay_info
 
 DOC = {
@@ -72,6 +75,49 @@ def test_wrong_types_count_as_absent() -> None:
     assert parse_relay_info(b'{"limitation": []}').limitation == Limitation()
     negative = parse_relay_info(b'{"limitation": {"max_limit": -1, "max_subscriptions": true}}')
     assert negative.limitation == Limitation()
+
+
+def test_limitation_refusals_name_the_limit() -> None:
+    keys = Keys.generate()
+    lim = Limitation(
+        max_message_length=100,
+        max_event_tags=2,
+        max_content_length=5,
+        max_subscriptions=2,
+        max_filters=3,
+    )
+    assert lim.refuse_message(b"x" * 100) == ""
+    assert lim.refuse_message(b"x" * 101) == (
+        "invalid: message of 101 bytes exceeds the relay's NIP-11 limit 100"
+    )
+    tags = [["t", "a"], ["t", "b"], ["t", "c"]]
+    assert lim.refuse_event(sign_event(keys, kind=1, content="12345", tags=tags[:2])) == ""
+    assert lim.refuse_event(sign_event(keys, kind=1, content="", tags=tags)) == (
+        "invalid: 3 tags exceed the relay's limit 2"
+    )
+    assert lim.refuse_event(sign_event(keys, kind=1, content="123456")) == (
+        "invalid: content exceeds the relay's limit 5"
+    )
+    assert lim.refuse_req(open_subscriptions=1, filters=3) == ""
+    assert lim.refuse_req(open_subscriptions=2, filters=1) == (
+        "dvmkit: relay allows 2 subscriptions (NIP-11)"
+    )
+    assert lim.refuse_req(open_subscriptions=0, filters=4) == (
+        "dvmkit: relay allows 3 filters per REQ (NIP-11)"
+    )
+    # A limitation that says nothing refuses nothing.
+    silent = Limitation()
+    assert silent.refuse_message(b"x" * 10_000_000) == ""
+    assert silent.refuse_event(sign_event(keys, kind=1, content="x" * 1000, tags=tags)) == ""
+    assert silent.refuse_req(open_subscriptions=10_000, filters=10_000) == ""
+
+
+def test_cap_limits_lowers_only_larger_limits() -> None:
+    filters = (Filter.build(kinds=[1], limit=500), Filter.build(limit=3), Filter.build(kinds=[2]))
+    capped = Limitation(max_limit=10).cap_limits(filters)
+    assert [f.limit for f in capped] == [10, 3, None]
+    assert capped[0].kinds == frozenset({1})
+    assert Limitation().cap_limits(filters) is filters
 
 
 @pytest.mark.parametrize("raw", [b"", b"[]", b"null", b"{", b"\xff", b"[" * 10_000])

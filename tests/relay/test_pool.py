@@ -30,6 +30,22 @@ def free_port() -> int:
         return port
 
 
+async def run_local(builder: nostr_sdk.LocalRelayBuilder) -> nostr_sdk.LocalRelay:
+    """Build and run a LocalRelay. ``shutdown()`` of one on the same port returns before its
+    listener has closed and offers nothing to await, so retry while the port is still taken
+    (seen on a loaded 2-core machine)."""
+    async with asyncio.timeout(10):
+        while True:
+            relay = builder.build()
+            try:
+                await relay.run()
+                return relay
+            except nostr_sdk.NostrSdkError as exc:
+                if "Address already in use" not in str(exc):
+                    raise
+            await asyncio.sleep(0.05)
+
+
 @pytest.fixture(params=["local", "ours"])
 def relay_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
@@ -55,8 +71,7 @@ async def spawn(relay_kind: str) -> AsyncIterator[Spawn]:
                 if auth:
                     mode = nostr_sdk.LocalRelayBuilderNip42Mode.BOTH
                     builder = builder.nip42(nostr_sdk.LocalRelayBuilderNip42(mode=mode))
-                relay = builder.build()
-                await relay.run()
+                relay = await run_local(builder)
                 stopped = False
 
                 async def stop_local() -> None:
@@ -263,6 +278,42 @@ async def test_backpressure_bounds_the_queue(spawn: Spawn) -> None:
                 if len(got) == len(events):
                     break
         assert [e.id for e in got] == [e.id for e in events]
+
+
+async def test_full_subscription_holds_up_publish_on_the_same_pool(spawn: Spawn) -> None:
+    """The trade-off RelayPool documents: lossless backpressure stops the relay's reader, so
+    OKs wait behind the full queue; publish reports "timeout" instead of hanging, and once
+    the consumer drains the queue everything flows again with nothing lost."""
+    url, _ = await spawn()
+    keys = Keys.generate()
+    max_queue = 3
+    async with (
+        RelayPool(relays=[url], timeouts=FAST, max_queue=max_queue) as pool,
+        pool.subscribe(Filter.build(authors=[keys.public_key])) as sub,
+    ):
+        async with asyncio.timeout(10):
+            assert [e async for e in sub.stored()] == []  # EOSE, and the queue is empty
+        # Publish on the same pool without reading: every event comes back to the queue.
+        published: list[Event] = []
+        statuses: list[str] = []
+        while "timeout" not in statuses and len(published) < max_queue + 10:
+            event = note(keys, f"n{len(published)}")
+            published.append(event)
+            statuses.append((await pool.publish(event, timeout=0.5)).outcomes[url].status)
+        # Until the queue is full the reader keeps up; then the next OK is not read in time.
+        assert len(statuses) > max_queue
+        assert statuses == ["accepted"] * (len(statuses) - 1) + ["timeout"]
+        assert sub.stats().queued == max_queue
+        assert pool.stats().relays[url].timeouts == 1
+        # Draining frees the reader: every event arrives once, in order, the timed-out one
+        # too (the relay had stored it; only its OK was late), and publishing works again.
+        got = await take(sub, len(published))
+        assert [e.id for e in got] == [e.id for e in published]
+        after = note(keys, "after")
+        assert (await pool.publish(after)).outcomes[url].status == "accepted"
+        assert (await take(sub, 1))[0].id == after.id
+        assert sub.stats().duplicates == 0
+        assert pool.stats().relays[url].reconnects == 0
 
 
 async def test_add_and_remove_relay(spawn: Spawn) -> None:

@@ -8,11 +8,13 @@
             async for event in sub:
                 ...
         events = await pool.fetch(Filter.build(ids=[...]))
+        counts = await pool.count(Filter.build(kinds=[6100]))
 
 Each relay is a :class:`~dvmkit.relay.connection.RelayConnection` whose task the pool owns:
 leaving the ``async with`` cancels and awaits every one of them. Publishing waits for the
 first OK, a quorum or all relays, with a deadline; relays still working when the call returns
-keep going in the pool's task group until that deadline.
+keep going in the pool's task group until that deadline. ``count`` (NIP-45) asks every relay
+and returns each one's answer, refusal or silence.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -32,78 +33,64 @@ from dvmkit.nostr.event import Event
 from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import Keys
 from dvmkit.nostr.nip42 import normalize_relay_url
-from dvmkit.relay.connection import (
-    DEFAULT_TIMEOUTS,
-    Outcome,
-    RelayConnection,
-    RelayStats,
-    Timeouts,
-)
+from dvmkit.relay.connection import RelayConnection
 from dvmkit.relay.nip11 import RelayInfo
 from dvmkit.relay.subscription import Subscription
+from dvmkit.relay.values import (
+    DEFAULT_TIMEOUTS,
+    CountOutcome,
+    CountResult,
+    Outcome,
+    PoolStats,
+    PublishResult,
+    Timeouts,
+)
 
-__all__ = ["Outcome", "PoolStats", "PublishResult", "RelayPool", "Subscription", "Timeouts"]
+# The pool is the public face of the client: its values are importable from here too.
+__all__ = [
+    "CountOutcome",
+    "CountResult",
+    "Outcome",
+    "PoolStats",
+    "PublishResult",
+    "RelayPool",
+    "Subscription",
+    "Timeouts",
+]
 
 Wait = Literal["first", "all"] | int
 
 
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    """Per-relay outcomes of one publish; relays not finished when it returned are "pending"."""
-
-    event_id: str
-    outcomes: Mapping[str, Outcome]
-    required: int
-
-    @property
-    def accepted(self) -> tuple[str, ...]:
-        """Relays that have the event (accepted or duplicate)."""
-        return tuple(url for url, o in self.outcomes.items() if o.ok)
-
-    @property
-    def ok(self) -> bool:
-        """At least ``required`` relays have the event."""
-        return len(self.accepted) >= self.required
-
-    def raise_for_status(self) -> None:
-        """Raise when fewer than ``required`` relays took the event.
-
-        Raises:
-            RelayError: listing every relay's outcome.
-        """
-        if not self.ok:
-            detail = "; ".join(
-                f"{u}: {o.status} {o.message}".strip() for u, o in self.outcomes.items()
-            )
-            raise RelayError(
-                f"event {self.event_id} reached {len(self.accepted)} of {self.required} "
-                f"required relays ({detail})"
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """A snapshot of the pool: per relay, and summed."""
-
-    relays: Mapping[str, RelayStats]
-    connected: int
-    subscriptions: int
-    sent: int
-    received: int
-    rejected: int
-    invalid: int
-    reconnects: int
-
-
 class RelayPool:
-    """Connections to many relays, with publish, subscribe and fetch across them.
+    """Connections to many relays, with publish, subscribe, fetch and count across them.
+
+    Backpressure is lossless, and it is per connection. Each relay connection has one reader
+    that handles what the relay sends in order. When a subscription's queue is full, that
+    reader waits for the consumer instead of dropping events (DVM requests must not be lost)
+    and stops reading the socket, so TCP pushes back on the relay. Everything behind the
+    waiting event on that socket waits too: OKs for events this pool publishes, COUNT
+    answers, EOSE and CLOSED of other subscriptions. So a task that publishes on the pool
+    while it does not read a full subscription of the same pool gets ``"timeout"`` for that
+    relay once the publish deadline passes (the relay may well have stored the event: its OK
+    simply was not read). It never hangs past the deadline, and when the consumer reads
+    again everything flows again, with no event lost. If the relay keeps sending and the
+    consumer stays away longer than ``ping_interval + ping_timeout``, the socket's own buffer
+    fills, keepalive pongs go unread and the connection is re-established: events already
+    received are kept, stored ones are asked for again (``since`` overlap, de-duplicated),
+    but ephemeral events the relay sent into the dropped socket are gone.
+
+    Remedies: consume subscriptions promptly (hand slow work to a queue of your own and keep
+    iterating), size ``max_queue`` (per pool or per :meth:`subscribe`) for the bursts you
+    expect, or publish through a separate ``RelayPool`` whose sockets no subscription can
+    block.
 
     Args:
         relays: websocket URLs (``ws://`` or ``wss://``) to connect to.
         signer: the identity used to answer NIP-42 AUTH challenges; without one, relays that
             require AUTH refuse with ``auth-required:`` and the refusal reaches the caller.
         timeouts: deadlines and backoff settings.
-        max_queue: the bound of each subscription's queue (backpressure beyond it).
+        max_queue: the bound of each subscription's queue; beyond it the relay's reader waits
+            for the consumer (see above).
         dedupe_size: how many recent event ids each subscription remembers.
         max_message_size: the largest frame accepted from a relay; a larger one closes that
             socket (and the pool reconnects).
@@ -315,6 +302,12 @@ class RelayPool:
     ) -> Subscription:
         """A subscription to ``filters`` (OR-ed) on the relays; open it with ``async with``.
 
+        Read it promptly. When ``max_queue`` events are waiting, each relay with another one
+        for it stops reading its socket until you take one, and that also holds up OKs for
+        what this pool publishes to that relay (publish then reports ``"timeout"``), COUNT
+        answers, and the other subscriptions on that relay. Nothing is dropped. See
+        :class:`RelayPool` for the remedies.
+
         Args:
             filters: :class:`Filter` values or filter dicts (validated).
             relays: a subset of the pool's relays; all (including ones added later) if omitted.
@@ -364,6 +357,51 @@ class RelayPool:
             except TimeoutError:
                 pass
         return events
+
+    async def count(
+        self,
+        *filters: Filter | Mapping[str, Any],
+        # A deadline for answers, not a cancellation: relays without one report "timeout".
+        timeout: float | None = None,  # noqa: ASYNC109
+        relays: Sequence[str] | None = None,
+    ) -> CountResult:
+        """Ask each relay how many stored events match ``filters`` (NIP-45 COUNT).
+
+        Relays answer independently: one may count, another refuse with CLOSED, answer with a
+        malformed COUNT or not at all (many relays do not implement NIP-45). Each relay's
+        :class:`CountOutcome` says which; no relay fault raises.
+
+        Args:
+            filters: :class:`Filter` values or filter dicts (validated), OR-ed.
+            timeout: seconds to wait for the answers; defaults to ``timeouts.count``.
+            relays: a subset of the pool's relays; all when omitted.
+
+        Returns:
+            One outcome per relay, once every relay has answered or the deadline passed.
+
+        Raises:
+            InvalidFilter: a filter dict is malformed.
+            RelayError: the pool is not running or a relay is not in it.
+            ValueError: no filter given.
+        """
+        self._group()
+        if not filters:
+            raise ValueError("count needs at least one filter")
+        parsed = tuple(f if isinstance(f, Filter) else Filter.from_dict(f) for f in filters)
+        conns = self._select(relays)
+        query_id = f"{self._sub_prefix}{next(self._sub_counter)}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.timeouts.count if timeout is None else timeout)
+        outcomes: dict[str, CountOutcome] = {}
+
+        async def one(conn: RelayConnection) -> None:
+            outcomes[conn.url] = await conn.count(query_id, parsed, deadline)
+
+        # Each task ends by the deadline on its own, so this group never outlives the call.
+        async with asyncio.TaskGroup() as tg:
+            for conn in conns:
+                tg.create_task(one(conn), name=f"count {query_id} {conn.url}")
+        return CountResult({c.url: outcomes[c.url] for c in conns})
 
     async def _open_subscription(self, sub: Subscription) -> None:
         self._group()

@@ -2,7 +2,9 @@
 
 Events from every relay land in one bounded queue. An event id is delivered once: ids already
 delivered are kept in a bounded LRU (``dedupe_size``) together with the relays that sent them.
-When the queue is full the relay readers wait (backpressure) instead of buffering.
+When the queue is full the relay readers wait (backpressure) instead of buffering or dropping;
+while they wait they read nothing else from their socket, OKs included (see
+:class:`~dvmkit.relay.pool.RelayPool` for what that means for publishing, and the remedies).
 """
 
 from __future__ import annotations

@@ -12,19 +12,19 @@ close``), bounded in size and time; redirects are not followed.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from dvmkit import http
 from dvmkit.errors import ProtocolError, RelayError
+from dvmkit.nostr.event import Event
+from dvmkit.nostr.filters import Filter
 
 MAX_DOCUMENT_BYTES = 256 * 1024
-_MAX_HEADER_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,43 @@ class Limitation:
     created_at_lower_limit: int | None = None
     created_at_upper_limit: int | None = None
     default_limit: int | None = None
+
+    # What the pool checks before sending, so that a relay's known limit is a precise local
+    # refusal instead of a dropped socket or a silent truncation. Each returns "" when fine.
+
+    def refuse_message(self, frame: bytes) -> str:
+        """Why ``frame`` must not be sent (longer than ``max_message_length``), or ``""``."""
+        limit = self.max_message_length
+        if limit is not None and len(frame) > limit:
+            return (
+                f"invalid: message of {len(frame)} bytes exceeds the relay's NIP-11 limit {limit}"
+            )
+        return ""
+
+    def refuse_event(self, event: Event) -> str:
+        """Why the relay would refuse ``event`` for its tags or content length, or ``""``."""
+        if self.max_event_tags is not None and len(event.tags) > self.max_event_tags:
+            return f"invalid: {len(event.tags)} tags exceed the relay's limit {self.max_event_tags}"
+        if self.max_content_length is not None and len(event.content) > self.max_content_length:
+            return f"invalid: content exceeds the relay's limit {self.max_content_length}"
+        return ""
+
+    def refuse_req(self, *, open_subscriptions: int, filters: int) -> str:
+        """Why a REQ with ``filters`` filters, next to ``open_subscriptions``, would be refused."""
+        if self.max_subscriptions is not None and open_subscriptions >= self.max_subscriptions:
+            return f"dvmkit: relay allows {self.max_subscriptions} subscriptions (NIP-11)"
+        if self.max_filters is not None and filters > self.max_filters:
+            return f"dvmkit: relay allows {self.max_filters} filters per REQ (NIP-11)"
+        return ""
+
+    def cap_limits(self, filters: tuple[Filter, ...]) -> tuple[Filter, ...]:
+        """``filters`` with each ``limit`` lowered to ``max_limit`` (relays clamp it anyway)."""
+        cap = self.max_limit
+        if cap is None:
+            return filters
+        return tuple(
+            replace(f, limit=cap) if f.limit is not None and f.limit > cap else f for f in filters
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,87 +199,9 @@ async def fetch_relay_info(
     """
     url = http_url(relay_url)
     try:
-        async with asyncio.timeout(timeout):
-            body = await _get(url, max_bytes)
-    except TimeoutError:
-        raise RelayError(f"NIP-11 request timed out after {timeout} s", url=relay_url) from None
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-        raise RelayError(f"NIP-11 request failed: {exc!r}", url=relay_url) from None
-    return parse_relay_info(body)
-
-
-async def _get(url: str, max_bytes: int) -> bytes:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    context = ssl.create_default_context() if tls else None
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=context, server_hostname=host if tls else None, limit=_MAX_HEADER_BYTES
-    )
-    try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = host if parts.port is None else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" if parts.port is None else f"[{host}]:{port}"
-        writer.write(
-            f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\n"
-            "Accept: application/nostr+json\r\nUser-Agent: dvmkit\r\n"
-            "Connection: close\r\n\r\n".encode("ascii")
+        response = await http.get(
+            url, accept="application/nostr+json", max_bytes=max_bytes, timeout=timeout
         )
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        status, headers = _parse_head(head, url)
-        if status != 200:
-            raise RelayError(f"NIP-11 request answered HTTP {status}", url=url)
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return await _read_chunked(reader, max_bytes, url)
-        length = headers.get("content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > max_bytes:
-                raise RelayError(
-                    f"NIP-11 document too large or bad length {length[:20]!r}", url=url
-                )
-            return await reader.readexactly(int(length))
-        body = await reader.read(max_bytes + 1)
-        while len(body) <= max_bytes:
-            more = await reader.read(max_bytes + 1 - len(body))
-            if not more:
-                break
-            body += more
-        if len(body) > max_bytes:
-            raise RelayError(f"NIP-11 document larger than {max_bytes} bytes", url=url)
-        return body
-    finally:
-        writer.close()
-
-
-def _parse_head(head: bytes, url: str) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/") or not code.isdigit():
-        raise RelayError("NIP-11 request got a malformed HTTP status line", url=url)
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(code), headers
-
-
-async def _read_chunked(reader: asyncio.StreamReader, max_bytes: int, url: str) -> bytes:
-    body = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise RelayError("NIP-11 response has a malformed chunk size", url=url) from None
-        if size < 0 or len(body) + size > max_bytes:
-            raise RelayError(f"NIP-11 document larger than {max_bytes} bytes", url=url)
-        if size == 0:
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)  # the CRLF after each chunk
+    except http.HttpError as exc:
+        raise RelayError(f"NIP-11 request failed: {exc}", url=relay_url) from None
+    return parse_relay_info(response.body)

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from dvmkit.errors import DVMError, JobError, ProtocolError
 from dvmkit.nostr.event import Event, UnsignedEvent, sign_event
-from dvmkit.protocol.job import Dialect, ErrorCode, JobInput, JobRequest, parse_request
+from dvmkit.nostr.keys import Keys
+from dvmkit.protocol.job import (
+    Dialect,
+    ErrorCode,
+    JobInput,
+    JobRequest,
+    answerable_request,
+    parse_request,
+)
 
 from .sdk import CUSTOMER, NOW, OTHER, PROVIDER, sdk_event
 
@@ -283,3 +291,24 @@ def test_arbitrary_events_raise_only_protocol_or_job_errors(
         assert all(r[:2].lower() == "ws" for r in req.relays)
         assert all(len(p) == 64 for p in req.providers)
         assert all(name.strip() and values for name, values in req.params)
+
+
+def test_answerable_request_keeps_what_an_error_answer_needs() -> None:
+    customer = Keys.generate()
+    legacy = sign_event(
+        customer,
+        kind=5050,
+        tags=[["param"], ["relays", "wss://a.example", "https://not-a-relay"], ["encrypted", "x"]],
+    )
+    with pytest.raises(JobError):
+        parse_request(legacy)
+    bare = answerable_request(legacy)
+    assert (bare.id, bare.customer, bare.kind) == (legacy.id, customer.public_key, 5050)
+    assert bare.relays == ("wss://a.example",)
+    assert bare.encryption is None  # an unknown scheme can only be answered in the clear
+    assert bare.inputs == ()
+    assert bare.params == ()
+    modern = sign_event(customer, kind=25000, tags=[["t", "pow"], ["param"]])
+    assert answerable_request(modern).category == "pow"
+    with pytest.raises(ProtocolError):
+        answerable_request(sign_event(customer, kind=1))

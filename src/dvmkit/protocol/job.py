@@ -262,6 +262,47 @@ def parse_request(
     )
 
 
+def answerable_request(event: Event) -> JobRequest:
+    """What is needed to answer a request that :func:`parse_request` refused with a JobError.
+
+    The id, customer, dialect, category, ``relays`` and encryption scheme are read; inputs and
+    params, which were the problem, are left empty.
+
+    Raises:
+        ProtocolError: ``event`` is not of a request kind.
+    """
+    dialect = dialect_of(event.kind)
+    if dialect is None:
+        raise ProtocolError(f"kind {event.kind} is not a job request")
+    category = None
+    if dialect is Dialect.MODERN:
+        category = event.tag_value("category") or event.tag_value("t") or None
+    relays = [v for tag in event.tags_named("relays") for v in tag[1:] if is_relay_url(v)]
+    encryption: Encryption | None = None
+    if dialect is Dialect.LEGACY:
+        try:
+            encryption = encryption_scheme(event)
+        except JobError:
+            encryption = None  # an unknown scheme: the answer can only be in the clear
+    return JobRequest(
+        id=event.id,
+        customer=event.pubkey,
+        dialect=dialect,
+        kind=event.kind,
+        category=category,
+        inputs=(),
+        params=(),
+        output=None,
+        bid_msat=None,
+        relays=_unique(relays),
+        providers=(),
+        encryption=encryption,
+        expiration=nip40.expiration(event),
+        created_at=event.created_at,
+        event=event,
+    )
+
+
 def as_status(value: StatusKind | str) -> StatusKind:
     """``value`` as a :class:`StatusKind`.
 

@@ -1,0 +1,92 @@
+"""The provider's configuration: small frozen values, keyword-only, with real defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dvmkit.protocol.job import JobRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much a DVM takes on, and how long it waits.
+
+    Attributes:
+        concurrency: jobs running at once.
+        max_queue: jobs admitted but not yet running; beyond it requests are answered
+            ``error RATE_LIMITED`` instead of being dropped.
+        per_customer: jobs one customer may have queued or running at once.
+        job_timeout: seconds a handler may run before the job ends ``error TIMEOUT``.
+        processing_notice: a job still running after this many seconds announces
+            ``processing``; faster jobs go straight to their result (NIP-90 feedback is
+            optional, and skipping it halves the events a quick job costs).
+        max_future_skew: requests dated further ahead than this are ignored.
+        request_lookback: on start, stored legacy requests this recent are read again (the
+            store makes sure each runs once), so requests sent while the DVM was down are
+            not missed.
+        input_timeout: seconds to fetch a ``url`` or ``event`` input.
+        max_input_bytes: the largest ``url`` input fetched.
+        job_input_wait: seconds to wait for the result of an earlier job (``job`` input).
+        extra_relays: how many relays named in requests' ``relays`` tags the DVM will also
+            publish to (and keep connections to).
+        payment_timeout: seconds a priced job waits in ``payment-required`` before it
+            expires with ``error PAYMENT_TIMEOUT``.
+    """
+
+    concurrency: int = 64
+    max_queue: int = 10_000
+    per_customer: int = 1_000
+    job_timeout: float = 300.0
+    processing_notice: float = 0.25
+    max_future_skew: int = 600
+    request_lookback: int = 3600
+    input_timeout: float = 30.0
+    max_input_bytes: int = 1 << 20
+    job_input_wait: float = 60.0
+    extra_relays: int = 16
+    payment_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "max_queue", "per_customer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    """What a customer is asked to pay: shown in ``payment-required`` in both dialects."""
+
+    amount_msat: int
+    methods: tuple[str, ...]
+    bolt11: str | None = None
+    reference: str | None = None  # a public reference (payment hash), never a secret
+
+
+class PaymentProcessor(Protocol):
+    """The payment hook (DESIGN.md §6; the payments issue provides the implementations).
+
+    A priced job waits in ``payment-required`` until :meth:`confirm` returns: the provider's
+    own wallet or mint must have confirmed the payment before the job runs.
+    """
+
+    @property
+    def methods(self) -> Sequence[str]:
+        """The methods it accepts: ``bolt11``, ``zap``, ``cashu``."""
+        ...
+
+    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+        """Ask for ``amount_msat`` (e.g. make an invoice)."""
+        ...
+
+    async def confirm(self, job_id: str, payment: PaymentRequest) -> int:
+        """Wait until the payment is confirmed; return the millisats received.
+
+        Raises:
+            PaymentError: the payment failed or will not come.
+        """
+        ...
+
+
+Price = int | Callable[[JobRequest], int] | Callable[[JobRequest], Awaitable[int]]

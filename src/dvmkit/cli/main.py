@@ -6,6 +6,7 @@ import typer
 
 from dvmkit.cli import tools
 from dvmkit.cli.relay import relay_command
+from dvmkit.cli.serve import serve_command
 
 # Rich's pretty tracebacks print local variables, which may hold secret keys: off.
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command("decode")(tools.decode_command)
 app.command("encrypt")(tools.encrypt_command)
 app.command("decrypt")(tools.decrypt_command)
 app.command("relay")(relay_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -113,6 +113,7 @@ class DVM:
         self.payments = payments
         self.d = d or (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dvm")
         self._store = store
+        self._explicit_store = store is not None or store_path is not None
         if store_path is None and keys is not None:
             store_path = Path(".dvmkit") / f"{self.keys.public_key[:16]}.jobs.sqlite3"
         self._store_path = store_path
@@ -121,6 +122,34 @@ class DVM:
 
     def __repr__(self) -> str:
         return f"DVM(name={self.name!r}, pubkey={self.keys.public_key!r})"
+
+    def configure(
+        self,
+        *,
+        keys: Keys | None = None,
+        relays: Sequence[str] | None = None,
+        store_path: str | Path | None = None,
+        limits: Limits | None = None,
+        heartbeat_interval: int | None = None,
+    ) -> None:
+        """Override settings before running (what ``dvm serve`` does with its flags, env and
+        TOML). A new key also moves the default job store to that key's file."""
+        if self._engine is not None:
+            raise RuntimeError("configure a DVM before it runs")
+        if keys is not None:
+            self.keys = keys
+            if store_path is None and not self._explicit_store:
+                store_path = Path(".dvmkit") / f"{keys.public_key[:16]}.jobs.sqlite3"
+        if relays is not None:
+            self.relays = tuple(dict.fromkeys(relays))
+        if store_path is not None:
+            self._store_path = store_path
+        if limits is not None:
+            self.limits = limits
+        if heartbeat_interval is not None:
+            if heartbeat_interval <= 0:
+                raise ValueError("heartbeat_interval must be positive")
+            self.heartbeat_interval = heartbeat_interval
 
     @property
     def public_key(self) -> str:
@@ -249,13 +278,17 @@ class DVM:
                     await _publish(pool, event)
             await asyncio.sleep(self.heartbeat_interval)
 
-    async def serve(self) -> None:
-        """Serve until cancelled."""
+    async def serve(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until cancelled; ``on_ready`` is called once the DVM is listening."""
         async with self.running():
-            log.info("%s serving as %s on %s", self.name, self.keys.npub, ", ".join(self.relays))
+            if on_ready is not None:
+                on_ready()
+            else:
+                relays = ", ".join(self.relays)
+                log.info("%s serving as %s on %s", self.name, self.keys.npub, relays)
             await asyncio.Event().wait()
 
-    def run(self) -> None:
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until SIGINT or SIGTERM; the blocking entry point."""
 
         async def main() -> None:
@@ -265,7 +298,7 @@ class DVM:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, task.cancel)
             with contextlib.suppress(asyncio.CancelledError):
-                await self.serve()
+                await self.serve(on_ready=on_ready)
 
         asyncio.run(main())
 

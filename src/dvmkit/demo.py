@@ -1,7 +1,11 @@
-"""``make demo``: a private job over dvmkit's own relay, every step real.
+"""``make demo``: DVMs at work over dvmkit's own relay, every step real.
 
-Until the provider framework and the customer client exist (later issues), this demo shows
-the parts they stand on working together on one machine:
+Act one: a DVM written with the provider framework (one typed handler) announces itself and
+answers a legacy NIP-90 request, a modern open request by category, and a request with a bad
+param, each in its own dialect.
+
+Act two, a private job, shows the encryption core working (the provider framework learns
+gift wraps in a later issue; here the provider is written by hand on the relay pool):
 
 1. dvmkit's relay starts on a random loopback port (SQLite in memory);
 2. a provider listens for kind-21059 gift wraps addressed to it;
@@ -26,10 +30,14 @@ import sys
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from dvmkit.nostr import giftwrap
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.keys import Keys
+from dvmkit.protocol.announce import parse_announcement
+from dvmkit.protocol.heartbeat import parse_heartbeat
+from dvmkit.provider import DVM
 from dvmkit.relay.pool import RelayPool
 from dvmkit.relay.server import Relay
 
@@ -108,10 +116,101 @@ async def observe(pool: RelayPool, seen: list[Event], ready: asyncio.Event, coun
                 return
 
 
+LEGACY_KIND = 5999  # nostrdvm's "generic" kind: text stats has no registry entry
+
+
+def stats_dvm(relay: str) -> DVM:
+    """Act one's DVM: the whole of what a developer writes."""
+    dvm = DVM(
+        name="Text Stats",
+        about="Counts characters, lines and words, and names the most frequent words",
+        categories=[CATEGORY],
+        legacy_kinds=[LEGACY_KIND],
+        relays=[relay],
+    )
+
+    @dvm.job
+    async def stats(input: str, top: int = 3) -> dict[str, object]:
+        result = text_stats(input)
+        result["top_words"] = collections.Counter(re.findall(r"[\w']+", input.lower())).most_common(
+            top
+        )
+        return result
+
+    return dvm
+
+
+async def act_one(relay: str) -> dict[str, object]:
+    """A framework DVM answers both dialects, and an error, each in the request's dialect."""
+    console.print("[bold]act one[/]: a DVM written with dvmkit's provider framework")
+    dvm = stats_dvm(relay)
+    customer = Keys.generate()
+    answers: dict[str, object] = {}
+    async with (
+        dvm.running(),
+        RelayPool(relays=[relay]) as pool,
+        pool.subscribe({"#p": [customer.public_key]}) as replies,
+    ):
+        await replies.wait_stored()
+        found = await pool.fetch({"kinds": [11999, 11998], "authors": [dvm.public_key]})
+        for event in found:
+            if event.kind == 11999:
+                ann = parse_announcement(event)
+                params = sorted(ann.params.get("properties", {}))
+                console.print(
+                    f"  announced [cyan]{ann.name}[/]: {list(ann.categories)}, params {params}"
+                )
+            else:
+                beat = parse_heartbeat(event)
+                console.print(f"  heartbeat: {beat.status}, load {beat.load}, queue {beat.queue}")
+        requests = {
+            "legacy": sign_event(
+                customer,
+                kind=LEGACY_KIND,
+                tags=[["i", TEXT, "text"], ["param", "top", "2"], ["p", dvm.public_key]],
+            ),
+            "modern": sign_event(
+                customer,
+                kind=JOB_KIND,
+                content=TEXT,
+                tags=[["t", CATEGORY], ["category", CATEGORY]],
+            ),
+            "bad param": sign_event(
+                customer,
+                kind=JOB_KIND,
+                content=TEXT,
+                tags=[["t", CATEGORY], ["category", CATEGORY], ["param", "top", "lots"]],
+            ),
+        }
+        names = {event.id: name for name, event in requests.items()}
+        for event in requests.values():
+            await pool.publish(event)
+        async with asyncio.timeout(10):
+            async for reply in replies:
+                name = names.get(reply.tag_value("e") or "")
+                status = reply.tag("status")
+                if name is None or (reply.kind == 7000 and status and status[1] != "error"):
+                    continue
+                if status is not None and status[1] == "processing":
+                    continue
+                shown = reply.content if reply.content else " ".join(status or ())
+                console.print(f"  {name}: kind {reply.kind} → {escape(shown[:70])}")
+                answers[name] = {
+                    "kind": reply.kind,
+                    "status": list(status or ()),
+                    "content": reply.content,
+                }
+                if len(answers) == len(requests):
+                    break
+    return answers
+
+
 async def run_demo() -> dict[str, object]:
     provider, customer = Keys.generate(), Keys.generate()
     async with Relay(port=0) as relay:
         console.print(f"[bold]dvmkit relay[/] listening on {relay.url}")
+        framework = await act_one(relay.url)
+        console.print("[bold]act two[/]: a private job, gift-wrapped end to end")
         async with (
             RelayPool(relays=[relay.url], signer=provider) as provider_pool,
             RelayPool(relays=[relay.url], signer=customer) as customer_pool,
@@ -175,6 +274,7 @@ async def run_demo() -> dict[str, object]:
         f"{'none' if not leaked else len(leaked)} contained the job's text"
     )
     return {
+        "framework": framework,
         "job": request.id,
         "provider": provider.public_key,
         "result": result,

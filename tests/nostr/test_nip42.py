@@ -16,6 +16,7 @@ from dvmkit.nostr.nip42 import (
     AUTH_KIND,
     make_auth_event,
     normalize_relay_url,
+    same_relay,
     verify_auth_event,
 )
 
@@ -150,3 +151,19 @@ def test_normalize_relay_url(a: str, b: str) -> None:
 def test_normalize_keeps_distinct_ports_distinct() -> None:
     assert normalize_relay_url("ws://127.0.0.1:1") != normalize_relay_url("ws://127.0.0.1:2")
     assert normalize_relay_url("ws://[::1") == "ws://[::1"  # unparseable: compared as given
+
+
+@pytest.mark.parametrize(
+    ("tagged", "ours", "same"),
+    [
+        ("wss://relay.example.com", "wss://relay.example.com:7777", True),  # behind a proxy
+        ("ws://localhost:10547", "ws://127.0.0.1:10547", True),
+        ("ws://[::1]:1", "ws://127.0.0.1:2", True),
+        ("wss://anything.example", "ws://0.0.0.0:10547", True),
+        ("wss://evil.example.com", "wss://relay.example.com", False),
+        ("https://relay.example.com", "wss://relay.example.com", False),
+        ("ws://[::1", "ws://127.0.0.1:1", False),
+    ],
+)
+def test_same_relay_compares_hosts(tagged: str, ours: str, same: bool) -> None:
+    assert same_relay(tagged, ours) is same

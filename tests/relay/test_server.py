@@ -433,7 +433,7 @@ async def test_auth_with_wrong_challenge_is_refused(our_relay_auth: str) -> None
             "OK",
             event.id,
             False,
-            "invalid: the AUTH challenge does not match this connection's",
+            f"invalid: AUTH event does not answer this connection's challenge (event {event.id})",
         ]
 
 

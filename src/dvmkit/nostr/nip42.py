@@ -19,6 +19,8 @@ from dvmkit.nostr.keys import Keys
 
 AUTH_KIND = 22242
 DEFAULT_WINDOW = 600  # seconds either side of now (NIP-42: "within ~10 minutes")
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_ANY_HOST = frozenset({"", "0.0.0.0", "::"})
 
 
 def make_auth_event(
@@ -47,8 +49,7 @@ def normalize_relay_url(url: str) -> str:
     """Lower-case scheme and host, drop a default port and a trailing slash.
 
     Clients write ``wss://Relay.example/`` and ``wss://relay.example`` for the same relay; the
-    comparison in :func:`verify_auth_event` must not fail on that (NIP-42 says relays should
-    compare the domain at least).
+    pool keys its connections by this form.
     """
     try:
         parts = urlsplit(url.strip())
@@ -94,8 +95,28 @@ def verify_auth_event(
     if abs(ev.created_at - current) > window:
         raise InvalidEvent("AUTH event created_at is too far from now", event_id=ev.id)
     if ev.tag_value("challenge") != challenge:
-        raise InvalidEvent("AUTH event does not answer this challenge", event_id=ev.id)
+        raise InvalidEvent("AUTH event does not answer this connection's challenge", event_id=ev.id)
     tagged = ev.tag_value("relay")
-    if tagged is None or normalize_relay_url(tagged) != normalize_relay_url(relay_url):
+    if tagged is None or not same_relay(tagged, relay_url):
         raise InvalidEvent("AUTH event names another relay", event_id=ev.id)
     return ev.pubkey
+
+
+def same_relay(tagged: str, ours: str) -> bool:
+    """Whether the URL in an AUTH ``relay`` tag names the relay at ``ours``.
+
+    NIP-42 asks relays to check at least the domain, and only the host is compared: behind a
+    proxy the port and scheme clients see differ from the listening ones, and the challenge
+    already binds the event to one connection. Loopback names are interchangeable, and a
+    relay listening on every interface (0.0.0.0) accepts any host.
+    """
+    try:
+        theirs, mine = urlsplit(tagged.strip()), urlsplit(ours)
+    except ValueError:
+        return False
+    if theirs.scheme.lower() not in ("ws", "wss"):
+        return False
+    their_host, my_host = (theirs.hostname or ""), (mine.hostname or "")
+    if my_host in _ANY_HOST or their_host == my_host:
+        return True
+    return their_host in _LOOPBACK and my_host in _LOOPBACK

@@ -500,7 +500,7 @@ class Relay:
             )
             return
         try:
-            event = validate_auth(
+            pubkey = validate_auth(
                 data,
                 challenge=peer.challenge,
                 relay_url=self.url,
@@ -510,7 +510,7 @@ class Relay:
         except Rejected as exc:
             peer.ok(event_id, False, exc.reason)
             return
-        peer.authed.add(event.pubkey)
+        peer.authed.add(pubkey)
         peer.ok(event_id, True, "")
 
 

@@ -10,18 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from dvmkit.errors import InvalidEvent, InvalidFilter
-from dvmkit.nostr import nip40
+from dvmkit.nostr import nip40, nip42
 from dvmkit.nostr.event import Event, event_from_dict_fast, serialize
 from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import verify_signature
 from dvmkit.relay.limits import RelayLimits
 
-AUTH_KIND = 22242  # NIP-42
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-_ANY_HOST = frozenset({"", "0.0.0.0", "::"})
 _MAX_SQLITE_INT = 2**63 - 1
 
 
@@ -94,46 +90,18 @@ def _expiration(event: Event) -> int | None:
     return None if expires is None else min(expires, _MAX_SQLITE_INT)
 
 
-def validate_auth(data: object, *, challenge: str, relay_url: str, now: int, window: int) -> Event:
-    """Check a NIP-42 AUTH event against this connection's challenge.
+def validate_auth(data: object, *, challenge: str, relay_url: str, now: int, window: int) -> str:
+    """Check a NIP-42 AUTH event against this connection's challenge; return its pubkey.
 
     Raises:
         Rejected: with an ``invalid:`` reason.
     """
+    if not isinstance(data, dict):
+        raise Rejected("invalid: AUTH needs an event object")
     try:
-        event = Event.from_dict(data)
+        return nip42.verify_auth_event(data, relay_url, challenge, now=now, window=window)
     except InvalidEvent as exc:
         raise Rejected(f"invalid: {exc}") from None
-    if event.kind != AUTH_KIND:
-        raise Rejected(f"invalid: an AUTH event must be of kind {AUTH_KIND}")
-    verify_id_and_signature(event)
-    if event.tag_value("challenge") != challenge:
-        raise Rejected("invalid: the AUTH challenge does not match this connection's")
-    tagged = event.tag_value("relay")
-    if tagged is None or not same_relay(tagged, relay_url):
-        raise Rejected("invalid: the AUTH relay tag does not name this relay")
-    if abs(event.created_at - now) > window:
-        raise Rejected(f"invalid: the AUTH event must be created within {window} s of now")
-    return event
-
-
-def same_relay(tagged: str, ours: str) -> bool:
-    """Whether the URL in an AUTH ``relay`` tag names this relay.
-
-    Only the host is compared: behind a proxy the port and scheme clients see differ from
-    the listening ones, and the challenge already binds the event to this connection. Loopback
-    names are interchangeable, and a relay listening on every interface accepts any host.
-    """
-    try:
-        theirs, mine = urlsplit(tagged.strip()), urlsplit(ours)
-    except ValueError:
-        return False
-    if theirs.scheme not in ("ws", "wss"):
-        return False
-    their_host, my_host = (theirs.hostname or ""), (mine.hostname or "")
-    if my_host in _ANY_HOST or their_host == my_host:
-        return True
-    return their_host in _LOOPBACK and my_host in _LOOPBACK
 
 
 def parse_filters(raw: Sequence[object], *, limits: RelayLimits) -> tuple[Filter, ...]:

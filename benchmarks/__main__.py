@@ -1,4 +1,4 @@
-"""``python -m benchmarks {crypto,relay,store} [--json] [--quick]``.
+"""``python -m benchmarks {crypto,relay,store,provider} [--json] [--quick]``.
 
 Human output is a table on stdout; ``--json`` writes one JSON object on stdout instead.
 Progress goes to stderr so that stdout stays parseable.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("benchmark", choices=("crypto", "relay", "store"))
+    parser.add_argument("benchmark", choices=("crypto", "relay", "store", "provider"))
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the runner works")
     parser.add_argument(
@@ -21,11 +21,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="ours,localrelay,nostr-relay",
         help="relay benchmark only: comma-separated subset of ours,localrelay,nostr-relay",
     )
+    parser.add_argument(
+        "--dvms",
+        default="ours,nostrdvm",
+        help="provider benchmark only: comma-separated subset of ours,nostrdvm",
+    )
+    parser.add_argument(
+        "--dvm-relay",
+        default="ours",
+        choices=("ours", "localrelay"),
+        help="provider benchmark only: the relay both DVMs run on",
+    )
+    parser.add_argument(
+        "--nostrdvm-burst",
+        type=int,
+        default=None,
+        help="provider benchmark only: requests per nostrdvm burst (default 500; quick 100)",
+    )
     args = parser.parse_args(argv)
     if args.benchmark == "crypto":
         from benchmarks import crypto
 
         report = crypto.run(quick=args.quick)
+    elif args.benchmark == "provider":
+        from benchmarks import provider
+
+        dvms = tuple(n.strip() for n in args.dvms.split(",") if n.strip())
+        unknown = set(dvms) - set(provider.DVMS)
+        if unknown:
+            parser.error(f"unknown DVMs: {', '.join(sorted(unknown))}")
+        report = provider.run(
+            quick=args.quick, dvms=dvms, relay=args.dvm_relay, nostrdvm_burst=args.nostrdvm_burst
+        )
     elif args.benchmark == "store":
         from benchmarks import store as store_bench
 

@@ -1,0 +1,291 @@
+"""The provider benchmark: dvmkit's DVM against nostrdvm 1.1.8, both with a no-op echo handler.
+
+Each DVM runs in its own process on a fresh process of the same relay (dvmkit's, by default),
+one DVM after the other in the same run, and gets the same legacy NIP-90 requests: kind 5050
+with ``["i", text, "text"]`` and no ``p`` tag, answered by a kind-6050 result carrying
+``["e", request id]``. The customer (:mod:`benchmarks.provider_client`) signs every request
+before the clock starts. Measured per DVM:
+
+- start-up (spawn until it answers a job) and idle RSS right after;
+- sequential: one job at a time, latency publish -> result received, p50/p99;
+- bursts: all requests of a burst written at once, then results awaited until a deadline;
+  throughput = answered / (last result - publish), p50/p99 latency, lost = unanswered;
+- RSS (VmRSS) after each burst and the peak (VmHWM), from ``/proc``.
+
+Goals (the issue / DESIGN.md §8) are printed with whether this run met them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks.provider_client import ClientError, Customer, event_frame
+from benchmarks.provider_procs import DvmProcess, DvmUnavailable, nostrdvm_python, spawn
+from benchmarks.provider_report import fill
+from benchmarks.provider_values import FULL, QUICK, Outcome, Phase, Sizes
+from benchmarks.report import Report, environment
+from benchmarks.servers import RelayProcess, RelayUnavailable
+from benchmarks.servers import start as start_relay
+from dvmkit.nostr.event import sign_event
+from dvmkit.nostr.keys import Keys
+
+__all__ = ["DVMS", "RELAYS", "run"]
+
+DVMS = ("ours", "nostrdvm")
+RELAYS = ("ours", "localrelay")
+SCRIPTS = {"ours": "dvmkit_echo.py", "nostrdvm": "nostrdvm_echo.py"}
+REQUEST_KIND = 5050
+
+
+class _Clock:
+    """CPU of the DVM, the relay and this process over one phase."""
+
+    def __init__(self, dvm: DvmProcess, relay: RelayProcess) -> None:
+        self._dvm, self._relay = dvm, relay
+        self.dvm0, self.relay0, self.own0 = (
+            dvm.cpu_seconds(),
+            relay.cpu_seconds(),
+            time.process_time(),
+        )
+
+    def phase(
+        self, name: str, requests: int, answered: list[float], wall: float, ended: str
+    ) -> Phase:
+        relay = self._relay.cpu_seconds()
+        relay_cpu = None if relay is None or self.relay0 is None else relay - self.relay0
+        return Phase(
+            name, requests, len(answered), answered, wall,
+            self._dvm.cpu_seconds() - self.dvm0, relay_cpu, time.process_time() - self.own0, ended,
+        )  # fmt: skip
+
+
+def _requests(customers: Sequence[Keys], count: int, label: str) -> list[tuple[str, str, bytes]]:
+    """``count`` signed job requests as (id, input text, ready-to-write frame), round-robin
+    from ``customers``.
+
+    The inputs avoid the words nostrdvm's post-processing rewrites ("sets" -> "Sats", ...), so
+    an echo must return its input unchanged.
+    """
+    out = []
+    for i in range(count):
+        text = f"echo {label} {i} {os.urandom(4).hex()}"
+        keys = customers[i % len(customers)]
+        event = sign_event(keys, kind=REQUEST_KIND, content="", tags=[["i", text, "text"]])
+        out.append((event.id, text, event_frame(event)))
+    return out
+
+
+async def _wait_ready(client: Customer, dvm: DvmProcess, keys: Keys, limit_s: float) -> float:
+    """Send a job every second until one is answered; seconds from spawn to that answer.
+
+    Raises:
+        DvmUnavailable: the DVM exited or answered nothing within ``timeout``.
+    """
+    sent: list[str] = []
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        if not dvm.alive():
+            raise DvmUnavailable(f"the DVM exited during start-up: {dvm.log_tail()}")
+        ((rid, text, frame),) = _requests([keys], 1, "ready")
+        sent.append(rid)
+        answered = client.expect({rid: text})
+        client.send([frame])
+        await asyncio.wait({answered}, timeout=1.0)
+        done = [client.results[r] for r in sent if r in client.results]
+        if done:
+            return min(done) - dvm.spawned_at
+    raise DvmUnavailable(f"the DVM answered no job within {limit_s:.0f} s: {dvm.log_tail()}")
+
+
+async def _warm(client: Customer, customers: Sequence[Keys], s: Sizes) -> int:
+    """One job from each customer, one at a time (nostrdvm looks each new customer up on the
+    relay first); returns how many were answered."""
+    answered = 0
+    for rid, text, frame in _requests(customers, len(customers), "warm"):
+        done = client.expect({rid: text})
+        client.send([frame])
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(s.job_timeout):
+                await done
+        answered += rid in client.results
+    return answered
+
+
+async def _sequential(
+    client: Customer, dvm: DvmProcess, relay: RelayProcess, keys: Sequence[Keys], s: Sizes
+) -> Phase:
+    requests = _requests(keys, s.sequential, "seq")
+    latencies: list[float] = []
+    clock = _Clock(dvm, relay)
+    begin = time.perf_counter()
+    for rid, text, frame in requests:
+        answered = client.expect({rid: text})
+        sent_at = client.send([frame])
+        try:
+            async with asyncio.timeout(s.job_timeout):
+                await answered
+        except TimeoutError:
+            continue
+        if rid in client.results:
+            latencies.append((client.results[rid] - sent_at) * 1000)
+    wall = time.perf_counter() - begin
+    ended = "all answered" if len(latencies) == len(requests) else "not all answered"
+    phase = clock.phase("sequential", len(requests), latencies, wall, ended)
+    phase.refused = sum(rid in client.errors for rid, _, _ in requests)
+    return phase
+
+
+async def _burst(
+    client: Customer, dvm: DvmProcess, relay: RelayProcess, keys: Sequence[Keys], n: int,
+    name: str,
+    s: Sizes,
+) -> Phase:  # fmt: skip
+    requests = _requests(keys, n, name)
+    ids = [rid for rid, _, _ in requests]
+    frames = [frame for _, _, frame in requests]
+    answered = client.expect({rid: text for rid, text, _ in requests})
+    rejected0 = sum(client.rejected.values())
+    clock = _Clock(dvm, relay)
+    sent_at = client.send(frames)
+    ended = "all settled"
+    while not answered.done():
+        now = time.perf_counter()
+        if now >= sent_at + s.burst_deadline:
+            ended = "deadline"
+            break
+        if now - max(sent_at, client.last_settled_at) >= s.stall:
+            ended = "stalled"
+            break
+        await asyncio.wait({answered}, timeout=min(1.0, sent_at + s.burst_deadline - now))
+    if answered.done():
+        answered.result()  # re-raises a lost connection
+    times = [client.results[rid] for rid in ids if rid in client.results]
+    wall = (max(times) if times else time.perf_counter()) - sent_at
+    latencies = [(t - sent_at) * 1000 for t in times]
+    phase = clock.phase(name, n, latencies, wall, ended)
+    phase.relay_rejected = sum(client.rejected.values()) - rejected0
+    phase.refused = sum(rid in client.errors for rid in ids)
+    if ended == "all settled" and not phase.refused:
+        phase.ended = "all answered"
+    return phase
+
+
+async def _measure(
+    name: str, relay: RelayProcess, python: Path | str, workdir: Path, s: Sizes
+) -> Outcome:
+    customers = [Keys.generate() for _ in range(s.customers)]
+    dvm_keys = Keys.generate()
+    client = await Customer.open(relay.url)
+    out = Outcome()
+    dvm: DvmProcess | None = None
+    try:
+        await client.subscribe([c.public_key for c in customers])
+        dvm = spawn(
+            name, python=python, script=SCRIPTS[name], relay_url=relay.url,
+            secret_hex=dvm_keys.secret_bytes().hex(), workdir=workdir,
+        )  # fmt: skip
+        out.startup_s = await _wait_ready(client, dvm, customers[0], s.start_timeout)
+        out.warmed = await _warm(client, customers, s)
+        await asyncio.sleep(s.settle)  # idle: nothing to await, just time passing
+        out.idle = dvm.memory()
+        _progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
+        out.sequential = await _sequential(client, dvm, relay, customers, s)
+        _progress(f"{name}: sequential {out.sequential.summary()}")
+        size = s.burst if name == "ours" else s.nostrdvm_burst
+        for k in range(s.bursts):
+            burst = await _burst(client, dvm, relay, customers, size, f"burst{k + 1}", s)
+            await asyncio.sleep(s.settle)  # let the DVM finish its writes before reading RSS
+            burst.memory_after = dvm.memory()
+            out.bursts.append(burst)
+            _progress(f"{name}: {burst.name} {burst.summary()}")
+        out.peak = dvm.memory()
+        if name == "ours" and s.nostrdvm_burst != s.burst:
+            # Burst latency grows with the burst's size (it is the queue draining), so the
+            # latency ratio needs one burst of nostrdvm's size too; after the RSS readings.
+            out.matched = await _burst(
+                client, dvm, relay, customers, s.nostrdvm_burst, "matched", s
+            )
+            _progress(f"{name}: {out.matched.name} {out.matched.summary()}")
+    finally:
+        client.close()
+        if dvm is not None:
+            out.exit_code = dvm.stop()
+    out.client = {
+        "wrong_content": client.wrong_content,
+        "duplicate_results": client.duplicates,
+        "results_for_unknown_requests": client.unknown,
+        "relay_rejected": dict(client.rejected),
+        "feedback_statuses": dict(client.feedback),
+        "other_messages": client.notices,
+    }
+    return out
+
+
+def _progress(text: str) -> None:
+    print(f"[bench provider] {text}", file=sys.stderr, flush=True)
+
+
+def run(
+    *,
+    quick: bool = False,
+    dvms: Sequence[str] = DVMS,
+    relay: str = "ours",
+    nostrdvm_burst: int | None = None,
+) -> Report:
+    """Measure each DVM in turn, each on a fresh relay process; return the report."""
+    s = QUICK if quick else FULL
+    if nostrdvm_burst is not None:
+        s = replace(s, nostrdvm_burst=nostrdvm_burst)
+    report = Report(
+        benchmark="provider",
+        quick=quick,
+        environment=environment(("dvmkit", "websockets", "orjson", "coincurve")),
+        settings={
+            "relay": relay,
+            "relay_process": "a fresh one per DVM (same command): each starts on an empty store",
+            "sequential_jobs": s.sequential,
+            "burst_requests": {"ours": s.burst, "nostrdvm": s.nostrdvm_burst},
+            "bursts": s.bursts,
+            "burst_deadline_s": s.burst_deadline,
+            "burst_stall_s": s.stall,
+            "settle_s": s.settle,
+            "request": "kind 5050, one i tag (text), no p tag; one connection",
+            "customers": s.customers,
+            "aggregate": "bursts: best of the bursts (rates: highest, latencies: lowest)",
+        },
+    )
+    outcomes: dict[str, Outcome] = {}
+    with tempfile.TemporaryDirectory(prefix="dvmkit-bench-provider-") as tmp:
+        for name in dvms:
+            try:
+                python = sys.executable if name == "ours" else nostrdvm_python(create=not quick)
+            except DvmUnavailable as exc:
+                report.subjects[name] = {"available": False, "reason": str(exc)}
+                report.notes.append(f"{name} not measured: {exc}")
+                continue
+            workdir = Path(tmp) / name
+            (workdir / "relay").mkdir(parents=True)
+            _progress(f"starting relay {relay} for {name}")
+            try:
+                relay_process = start_relay(relay, workdir / "relay")
+            except RelayUnavailable as exc:
+                report.subjects[name] = {"available": False, "reason": f"relay: {exc}"}
+                report.notes.append(f"{name} not measured: relay {relay}: {exc}")
+                continue
+            try:
+                outcomes[name] = asyncio.run(_measure(name, relay_process, python, workdir, s))
+            except (DvmUnavailable, ClientError, TimeoutError, OSError) as exc:
+                report.subjects[name] = {"available": False, "reason": str(exc)}
+                report.notes.append(f"{name} not measured: {exc!r}")
+            finally:
+                relay_process.stop()
+    fill(report, outcomes, s.burst, s.nostrdvm_burst)
+    return report

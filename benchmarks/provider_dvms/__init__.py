@@ -1,0 +1,1 @@
+"""The echo DVMs the provider benchmark runs, each as a script in its own process."""

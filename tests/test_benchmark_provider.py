@@ -1,0 +1,93 @@
+"""Smoke test for ``python -m benchmarks provider``: dvmkit's echo DVM, quick, on our relay.
+
+It asserts the report's shape and that every job was answered with its own input; nothing
+about speed (speed is only printed by the benchmark).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURES = (
+    "burst_rate",
+    "burst_p50",
+    "burst_p99",
+    "seq_p50",
+    "seq_p99",
+    "rss_idle",
+    "rss_bursts",
+    "rss_peak",
+)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", "provider", *args],
+        cwd=REPO,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_provider_quick_serves_every_job_of_every_phase() -> None:
+    result = _run("--quick", "--json", "--dvms", "ours")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    report: dict[str, Any] = orjson.loads(result.stdout)
+    assert report["benchmark"] == "provider"
+    assert report["quick"] is True
+    ours = report["subjects"]["ours"]
+    assert ours["available"] is True, ours
+    assert "nostrdvm" not in report["subjects"]
+
+    sequential = ours["sequential"]
+    assert sequential["requests"] == report["settings"]["sequential_jobs"] > 0
+    assert sequential["answered"] == sequential["requests"]
+    assert sequential["refused_by_dvm"] == 0
+    assert ours["customers_warmed"] == report["settings"]["customers"] > 1
+    size = report["settings"]["burst_requests"]["ours"]
+    assert len(ours["bursts"]) == report["settings"]["bursts"] == 3
+    for burst in ours["bursts"]:
+        assert burst["requests"] == size > 0
+        assert burst["answered"] == size
+        assert burst["lost"] == 0
+        assert burst["refused_by_dvm"] == 0
+        assert burst["relay_rejected"] == 0
+        assert burst["ended"] == "all answered"
+        assert burst["rss_after_mib"] > 0
+    assert ours["lost"] == 0
+    # Every result carried its request's input back, exactly once, and matched a request.
+    client = ours["client"]
+    assert client["wrong_content"] == 0
+    assert client["duplicate_results"] == 0
+    assert client["results_for_unknown_requests"] == 0
+
+    figures = {fig["key"]: fig for fig in report["figures"]}
+    assert set(figures) == {f"{m}:ours" for m in MEASURES}
+    for fig in figures.values():
+        assert fig["subject"] == "dvmkit DVM"
+        assert fig["value"] > 0
+        assert fig["ratios"] == {}  # nostrdvm was not run, so nothing to compare with
+    assert len(figures["burst_rate:ours"]["rounds"]) == 3
+    assert len(figures["rss_bursts:ours"]["rounds"]) == 3
+
+    goals = {goal["text"]: goal for goal in report["goals"]}
+    assert len(goals) == 7
+    for text, goal in goals.items():
+        if "nostrdvm" in text:
+            assert goal["met"] is None  # not measured in this run
+        else:
+            assert isinstance(goal["met"], bool)
+    assert goals["zero lost (every job of every phase answered)"]["met"] is True
+
+
+def test_provider_rejects_unknown_dvm_names() -> None:
+    result = _run("--quick", "--dvms", "ours,dvmx")
+    assert result.returncode == 2
+    assert b"unknown DVMs: dvmx" in result.stderr

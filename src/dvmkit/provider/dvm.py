@@ -238,36 +238,47 @@ class DVM:
         store = self._store or SQLiteJobStore(self._store_path)
         if self._store_path is not None:
             Path(self._store_path).parent.mkdir(parents=True, exist_ok=True)
-        async with (
-            store,
-            RelayPool(relays=self.relays, signer=self.keys) as pool,
-            asyncio.TaskGroup() as tg,
-        ):
-            engine = Engine(
-                keys=self.keys,
-                handler=handler,
-                pool=pool,
-                store=store,
-                relays=self.relays,
-                categories=self.categories,
-                legacy_kinds=self.legacy_kinds,
-                limits=self.limits,
-                price=self.price,
-                payments=self.payments,
-            )
-            self._engine = engine
-            ready = asyncio.Event()
-            tasks = [
-                tg.create_task(engine.run(ready), name=f"{self.name} engine"),
-                tg.create_task(self._beat(pool), name=f"{self.name} heartbeat"),
-            ]
-            try:
-                await ready.wait()
-                yield self
-            finally:
-                for task in tasks:
-                    task.cancel()
-                self._engine = None
+        body_error: BaseException | None = None
+        try:
+            async with (
+                store,
+                RelayPool(relays=self.relays, signer=self.keys) as pool,
+                asyncio.TaskGroup() as tg,
+            ):
+                engine = Engine(
+                    keys=self.keys,
+                    handler=handler,
+                    pool=pool,
+                    store=store,
+                    relays=self.relays,
+                    categories=self.categories,
+                    legacy_kinds=self.legacy_kinds,
+                    limits=self.limits,
+                    price=self.price,
+                    payments=self.payments,
+                )
+                self._engine = engine
+                ready = asyncio.Event()
+                tasks = [
+                    tg.create_task(engine.run(ready), name=f"{self.name} engine"),
+                    tg.create_task(self._beat(pool), name=f"{self.name} heartbeat"),
+                ]
+                try:
+                    await ready.wait()
+                    try:
+                        yield self
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    self._engine = None
+        except BaseExceptionGroup as group:
+            # The caller's own exception comes back as itself, not wrapped by our TaskGroup.
+            if body_error is not None and list(group.exceptions) == [body_error]:
+                raise body_error from None
+            raise
 
     async def _beat(self, pool: RelayPool) -> None:
         """Announce, then beat; announcements are replaceable, so re-sending keeps them fresh."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from dvmkit.errors import DVMError, JobError, PaymentError, ProtocolError
 from dvmkit.nostr import nip40
@@ -118,11 +119,13 @@ class Engine:
         out: list[dict[str, Any]] = [{"kinds": [MODERN_KIND], "#p": [self.me]}]
         if self.categories:
             out.append({"kinds": [MODERN_KIND], "#t": sorted(self.categories)})
-        if self.legacy_kinds:
-            kinds = sorted(self.legacy_kinds)
+        kinds = sorted(self.legacy_kinds)
+        if kinds:
             out.append({"kinds": kinds, "since": since})
-            # NIP-09 deletions name the deleted kinds in `k` tags; cancel by deletion.
-            out.append({"kinds": [5], "#k": [str(k) for k in kinds], "since": since})
+        # NIP-09 deletions name the deleted kinds in `k` tags; cancel by deletion, of a legacy
+        # request or of a modern one (a customer may cancel either way: modern.is_cancel).
+        deleted = [str(k) for k in kinds] + [str(MODERN_KIND)]
+        out.append({"kinds": [5], "#k": deleted, "since": since})
         return out
 
     async def run(self, ready: asyncio.Event) -> None:
@@ -265,7 +268,15 @@ class Engine:
 
     async def _store_new(self, entry: _Entry) -> None:
         request = entry.request
-        price = await self._price(request)
+        try:
+            price = await self._price(request)
+        except Exception:
+            # The developer's price function failed: like a failing handler, this job ends
+            # INTERNAL_ERROR (details in our log only) and the DVM serves on.
+            log.exception("job %s: the price function failed", request.id)
+            self._release(request.id)
+            await self._reject(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
+            return
         now = self.clock()
         record = JobRecord(
             id=request.id,
@@ -413,17 +424,31 @@ class Engine:
             self._running -= 1
 
     async def _run_handler(self, entry: _Entry) -> str:
+        failure: Exception | None = None
+        content = ""
         async with asyncio.timeout(self.limits.job_timeout), asyncio.TaskGroup() as tg:
             notice = tg.create_task(self._notice_later(entry.request))
             try:
-                data = await inputs.resolve(entry.request, pool=self.pool, limits=self.limits)
-                return await self.handler.call(entry.job, entry.kwargs, data)
+                data = await inputs.resolve(
+                    entry.request, pool=self.pool, limits=self.limits, store=self.store
+                )
+                content = await self.handler.call(entry.job, entry.kwargs, data)
+            except Exception as exc:
+                # Raised past the group, a TaskGroup would wrap it in an ExceptionGroup and
+                # a handler's JobError would read as INTERNAL_ERROR: re-raise it outside.
+                failure = exc
             finally:
                 notice.cancel()
+        if failure is not None:
+            raise failure
+        return content
 
     async def _notice_later(self, request: JobRequest) -> None:
         await asyncio.sleep(self.limits.processing_notice)
-        await self._report(request, StatusKind.PROCESSING, "", None)
+        try:
+            await self._report(request, StatusKind.PROCESSING, "", None)
+        except DVMError as exc:  # a notice that cannot be sent must not fail the job
+            log.warning("job %s: processing notice not sent: %s", request.id, exc)
 
     async def _report(
         self, request: JobRequest, status: StatusKind, content: str, message: str | None
@@ -576,6 +601,8 @@ class Engine:
                 continue
             if url in self.pool.relays:
                 targets.append(url)
+            elif not _dialable(url):
+                continue
             elif len(self.pool.relays) < len(self.relays) + self.limits.extra_relays:
                 try:
                     await self.pool.add_relay(url)
@@ -622,6 +649,21 @@ class Engine:
             latency_p50_ms=pct(0.5),
             latency_p99_ms=pct(0.99),
         )
+
+
+def _dialable(url: str) -> bool:
+    """A relay URL from a request (untrusted) that the pool can take.
+
+    The pool checks only the scheme; a host or port that does not parse (``ws://[::1``,
+    ``ws://h:99999``) would raise ValueError inside its connection task and end the whole
+    pool, and the DVM with it, so such a URL is never handed to it.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that does not parse
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
 
 
 async def _guarded(coro: Coroutine[Any, Any, Any]) -> None:

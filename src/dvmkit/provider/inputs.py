@@ -6,34 +6,53 @@ Every failure becomes a ``BAD_REQUEST`` job error that says which input and what
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 from dvmkit import http
-from dvmkit.errors import JobError
+from dvmkit.errors import DVMError, JobError
 from dvmkit.nostr.event import Event
-from dvmkit.protocol.job import MODERN_KIND, RESULT_KIND_OFFSET, JobInput, JobRequest
+from dvmkit.protocol.job import (
+    MODERN_KIND,
+    RESULT_KIND_OFFSET,
+    JobInput,
+    JobRequest,
+    is_relay_url,
+)
 from dvmkit.provider.config import Limits
 from dvmkit.relay.pool import RelayPool
+from dvmkit.store import JobState, JobStore
 
 
-async def resolve(request: JobRequest, *, pool: RelayPool, limits: Limits) -> list[str]:
+async def resolve(
+    request: JobRequest, *, pool: RelayPool, limits: Limits, store: JobStore | None = None
+) -> list[str]:
     """The data of each input, in order.
+
+    Args:
+        request: the job.
+        pool: the DVM's relays, where events and earlier results are looked for.
+        limits: the size caps and waits.
+        store: the DVM's job store: an earlier job it ran itself is read from there (a
+            modern result is ephemeral, so no relay keeps it).
 
     Raises:
         JobError: BAD_REQUEST when an input cannot be fetched, found, or decoded.
     """
-    return [await _one(item, n, pool, limits) for n, item in enumerate(request.inputs, 1)]
+    return [await _one(item, n, pool, limits, store) for n, item in enumerate(request.inputs, 1)]
 
 
-async def _one(item: JobInput, number: int, pool: RelayPool, limits: Limits) -> str:
+async def _one(
+    item: JobInput, number: int, pool: RelayPool, limits: Limits, store: JobStore | None
+) -> str:
     if item.type == "url":
         return await _url(item.data, number, limits)
     if item.type == "event":
-        event = await _event(item.data, pool, limits.input_timeout)
+        event = await _event(item.data, item.relay, pool, limits.input_timeout)
         if event is None:
             raise JobError("BAD_REQUEST", f"input {number}: event {item.data} was not found")
         return event.content
     if item.type == "job":
-        return await _job_result(item.data, number, pool, limits.job_input_wait)
+        return await _job_result(item.data, number, pool, limits.job_input_wait, store)
     return item.data
 
 
@@ -50,9 +69,31 @@ async def _url(url: str, number: int, limits: Limits) -> str:
         raise JobError("BAD_REQUEST", f"input {number}: {url[:80]} is not UTF-8 text") from None
 
 
-async def _event(event_id: str, pool: RelayPool, wait: float) -> Event | None:
+async def _event(event_id: str, hint: str | None, pool: RelayPool, wait: float) -> Event | None:
     found = await pool.fetch({"ids": [event_id]}, timeout=wait)
+    if found or not _usable_relay(hint) or hint in pool.relays:
+        return found[0] if found else None
+    assert hint is not None
+    # NIP-90 §1.2: the input's relay is where the event was published; ask it once, on a
+    # connection of its own that closes with the fetch.
+    try:
+        async with RelayPool(relays=[hint]) as there:
+            found = await there.fetch({"ids": [event_id]}, timeout=wait)
+    except DVMError:
+        return None
     return found[0] if found else None
+
+
+def _usable_relay(url: str | None) -> bool:
+    """True for a ws(s) URL with a host and a valid port: the customer wrote it."""
+    if url is None or not is_relay_url(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 def _is_result(event: Event, job_id: str) -> bool:
@@ -63,12 +104,30 @@ def _is_result(event: Event, job_id: str) -> bool:
     return 5000 + RESULT_KIND_OFFSET <= event.kind < 6000 + RESULT_KIND_OFFSET
 
 
-async def _job_result(job_id: str, number: int, pool: RelayPool, wait: float) -> str:
+async def _own_result(store: JobStore | None, job_id: str) -> str | None:
+    """The result of an earlier job this DVM ran, from its store."""
+    record = None if store is None else await store.get(job_id)
+    if store is None or record is None or record.state is not JobState.SUCCESS:
+        return None
+    for item in await store.job_events(job_id):
+        if item.event_id == record.result_event_id:
+            return Event.from_json(item.event_json).content
+    return None
+
+
+async def _job_result(
+    job_id: str, number: int, pool: RelayPool, wait: float, store: JobStore | None
+) -> str:
     """Job chaining: the result of an earlier job, waiting for it up to ``wait`` seconds."""
     # Every event that references the job; results are picked out by kind and status (a
     # kinds list of all 1000 legacy result kinds would trip relays' filter-size limits).
     try:
         async with asyncio.timeout(wait), pool.subscribe({"#e": [job_id]}) as sub:
+            # Asked only once the subscription is open: a result stored after this look is
+            # published after it, so the subscription sees it.
+            own = await _own_result(store, job_id)
+            if own is not None:
+                return own
             async for event in sub:
                 if _is_result(event, job_id):
                     return event.content

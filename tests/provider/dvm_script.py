@@ -1,0 +1,96 @@
+"""A DVM in its own process, for the crash and burst tests (run as a script, not collected).
+
+::
+
+    DVM_TEST_SECRET=<hex> python tests/provider/dvm_script.py --relay URL [--relay URL ...]
+        --db PATH [--gate]
+
+The secret comes from the environment so that it never shows in ``ps``. The DVM serves
+legacy kind 5050 and the modern category ``text`` with one handler that answers
+``done: <input>``. On stdout, one line each, flushed at once:
+
+    ready <pubkey>            listening (after resume, with the subscription open)
+    start <job id>            the handler began a job (only with --gate)
+
+With ``--gate`` the handler waits, after reporting ``start``, until a line arrives on stdin:
+the parent decides when jobs finish, so it can kill the process mid-job or cut the relay off
+before a result is sent. SIGTERM or the end of stdin stops the DVM cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from dvmkit.nostr.keys import Keys
+from dvmkit.provider import DVM, Job, Limits
+
+KIND = 5050
+CATEGORY = "text"
+
+
+def _say(*words: str) -> None:
+    sys.stdout.write(" ".join(words) + "\n")
+    sys.stdout.flush()
+
+
+def build(relays: list[str], db: str, keys: Keys, *, gate: asyncio.Event | None) -> DVM:
+    """The DVM under test: one handler, in both dialects."""
+    # Many jobs of one customer in flight at once are the point of these tests.
+    limits = Limits(per_customer=100_000, processing_notice=60.0)
+    dvm = DVM(
+        name="crash test",
+        categories=[CATEGORY],
+        legacy_kinds=[KIND],
+        relays=relays,
+        keys=keys,
+        store_path=db,
+        limits=limits,
+    )
+
+    @dvm.job
+    async def work(input: str, job: Job) -> str:
+        if gate is not None:
+            _say("start", job.id)
+            await gate.wait()
+        return f"done: {input}"
+
+    return dvm
+
+
+async def main(relays: list[str], db: str, keys: Keys, *, gated: bool) -> None:
+    gate = asyncio.Event() if gated else None
+    dvm = build(relays, db, keys, gate=gate)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    def on_stdin() -> None:
+        line = os.read(sys.stdin.fileno(), 4096)
+        if not line:
+            loop.remove_reader(sys.stdin.fileno())
+            stop.set()
+        elif gate is not None:
+            gate.set()
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    async with dvm.running():
+        _say("ready", dvm.public_key)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--relay", action="append", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--gate", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    keys = Keys.parse(os.environ["DVM_TEST_SECRET"])
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main(args.relay, args.db, keys, gated=args.gate))

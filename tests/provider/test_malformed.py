@@ -40,7 +40,6 @@ from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import (
     FEEDBACK_KIND,
     MODERN_KIND,
-    Dialect,
     ErrorCode,
     encryption_scheme,
     parse_request,
@@ -304,6 +303,15 @@ def expected(event: Event, engine: Engine) -> Expected:
     expires = nip40.expiration(event)
     if (expires is not None and expires <= now) or event.created_at > now + LIMITS.max_future_skew:
         return Expected(Outcome.IGNORED)
+    # An open request names its category in `category` (else `t`); for another category it is
+    # not ours, however malformed the rest is.
+    category = event.tag_value("category") or event.tag_value("t")
+    if (
+        event.kind == MODERN_KIND
+        and DVM_KEYS.public_key not in event.tag_values("p")
+        and category != CATEGORY
+    ):
+        return Expected(Outcome.IGNORED)
     try:
         decrypted = None
         if event.kind != MODERN_KIND and encryption_scheme(event) is not None:
@@ -313,8 +321,6 @@ def expected(event: Event, engine: Engine) -> Expected:
         return Expected(Outcome.IGNORED)
     except JobError as exc:
         return Expected(Outcome.ERROR, str(exc.code))
-    if request.dialect is Dialect.MODERN and request.is_open and request.category != CATEGORY:
-        return Expected(Outcome.IGNORED)  # an open request for a category we do not serve
     try:
         engine.handler.bind(request)
     except JobError as exc:

@@ -147,6 +147,7 @@ def legacy_result_event(
     bolt11: str | None = None,
     relay_hint: str | None = None,
     keys: Keys | None = None,
+    compact: bool = False,
 ) -> UnsignedEvent:
     """The result, kind = request kind + 1000 (NIP-90 §"Job Result").
 
@@ -154,13 +155,18 @@ def legacy_result_event(
     request was encrypted, so the result does not leak the private input), ``p``, an optional
     ``amount``, and ``encrypted`` when the content is encrypted.
 
+    ``compact`` leaves out the copies of the request (``request`` and ``i``): a result that
+    carries a large request twice can exceed what relays accept, and clients link results
+    to requests by the ``e`` tag.
+
     Raises:
         ProtocolError: a modern request, or an encrypted one with no (or the wrong) keys.
     """
     _check_legacy(request)
     body, encrypted = _encrypt(request, content, provider=provider, keys=keys)
-    tags: list[Tag] = [("request", request.event.to_json()), _e_tag(request, relay_hint)]
-    if request.encryption is None:
+    tags: list[Tag] = [] if compact else [("request", request.event.to_json())]
+    tags.append(_e_tag(request, relay_hint))
+    if request.encryption is None and not compact:
         tags += request.event.tags_named("i")
     tags.append(("p", request.customer))
     if amount_msat is not None:

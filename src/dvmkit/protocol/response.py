@@ -94,6 +94,7 @@ def result_event(
     bolt11: str | None = None,
     relay_hint: str | None = None,
     keys: Keys | None = None,
+    compact: bool = False,
 ) -> UnsignedEvent:
     """The result of ``request``: kind + 1000 (legacy) or a kind 25000 ``success`` (modern).
 
@@ -105,6 +106,8 @@ def result_event(
         amount_msat, bolt11: an optional ``amount`` tag (payment after delivery).
         relay_hint: where the request was seen, for the legacy ``e`` tag.
         keys: the provider's keys, needed when a legacy request's params were encrypted.
+        compact: a legacy result without the copies of the request (see
+            :func:`~dvmkit.protocol.legacy.legacy_result_event`); modern results have none.
 
     Raises:
         ProtocolError: an encrypted legacy request without the provider's keys.
@@ -119,6 +122,7 @@ def result_event(
             bolt11=bolt11,
             relay_hint=relay_hint,
             keys=keys,
+            compact=compact,
         )
     return modern_result_event(
         request,

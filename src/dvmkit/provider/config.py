@@ -33,6 +33,9 @@ class Limits:
             publish to (and keep connections to).
         payment_timeout: seconds a priced job waits in ``payment-required`` before it
             expires with ``error PAYMENT_TIMEOUT``.
+        compact_results_above: a legacy result larger than this many bytes is sent without
+            its copies of the request (``request`` and ``i`` tags); 64 KiB is the event limit
+            of strfry's default configuration and of nostr-sdk's relay.
     """
 
     concurrency: int = 64
@@ -47,6 +50,7 @@ class Limits:
     job_input_wait: float = 60.0
     extra_relays: int = 16
     payment_timeout: float = 600.0
+    compact_results_above: int = 64 * 1024
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "max_queue", "per_customer"):

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from dvmkit.errors import DVMError, JobError, PaymentError, ProtocolError
 from dvmkit.nostr import nip40
@@ -26,7 +25,6 @@ from dvmkit.nostr.event import Event, UnsignedEvent
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import (
     MODERN_KIND,
-    Dialect,
     ErrorCode,
     JobRequest,
     StatusKind,
@@ -40,7 +38,7 @@ from dvmkit.provider import inputs
 from dvmkit.provider.config import Limits, PaymentProcessor, PaymentRequest, Price
 from dvmkit.provider.handler import Handler
 from dvmkit.provider.job import Job
-from dvmkit.relay.pool import RelayPool
+from dvmkit.relay.pool import RelayPool, relay_url
 from dvmkit.store import JobRecord, JobState, JobStore, OutboxEvent
 
 log = logging.getLogger("dvmkit.provider")
@@ -213,6 +211,12 @@ class Engine:
             return
         if event.id in self._active:
             return  # already queued or running here
+        if event.kind == MODERN_KIND and self.me not in event.tag_values("p"):
+            # An open request for another category is not ours, whatever else is wrong with it.
+            category = event.tag_value("category") or event.tag_value("t")
+            if category not in self.categories:
+                self._counts["ignored"] += 1
+                return
         try:
             request = self._parse(event)
         except ProtocolError:
@@ -220,13 +224,6 @@ class Engine:
             return
         except JobError as exc:
             self._spawn(self._reject(answerable_request(event), exc.code, exc.message, store=True))
-            return
-        if (
-            request.dialect is Dialect.MODERN
-            and request.is_open
-            and request.category not in self.categories
-        ):
-            self._counts["ignored"] += 1
             return
         self._admit(request)
 
@@ -322,6 +319,12 @@ class Engine:
                 request, ErrorCode.SERVICE_UNAVAILABLE, f"cannot take payment: {exc}"
             )
             return
+        except Exception:
+            # A payment backend's own bug ends this job's errand, not the DVM.
+            log.exception("job %s: the payment processor failed to ask for payment", request.id)
+            self._release(request.id)
+            await self._reject(request, ErrorCode.SERVICE_UNAVAILABLE, "cannot take payment now")
+            return
         event = self._sign(
             status_event(
                 request,
@@ -352,11 +355,18 @@ class Engine:
     ) -> None:
         assert self.payments is not None
         entry = self._active.get(request.id) or self._hold(request)
+        # cancel() cancels entry.task: a customer who cancels stops the wait for payment too.
+        entry.task = asyncio.current_task()
         payment = payment or PaymentRequest(price, tuple(self.payments.methods), reference=ref)
         unpaid = (JobState.PAYMENT_REQUIRED,)
         try:
             async with asyncio.timeout(self.limits.payment_timeout):
                 paid = await self.payments.confirm(request.id, payment)
+        except asyncio.CancelledError:
+            if not entry.job.cancelled:
+                raise
+            self._release(request.id)
+            return
         except TimeoutError:
             message = "payment was not confirmed in time; send the job again to retry"
             await self._finish_error(
@@ -368,6 +378,14 @@ class Engine:
             await self._finish_error(request, ErrorCode.PAYMENT_FAILED, str(exc), expect=unpaid)
             self._release(request.id)
             return
+        except Exception:
+            log.exception("job %s: the payment processor failed to confirm", request.id)
+            message = "the payment could not be confirmed"
+            await self._finish_error(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
+            self._release(request.id)
+            return
+        finally:
+            entry.task = None
         if paid < price:
             message = f"received {paid} of {price} msat"
             await self._finish_error(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
@@ -439,6 +457,11 @@ class Engine:
                 failure = exc
             finally:
                 notice.cancel()
+        if isinstance(failure, TimeoutError):
+            # The handler's own timeout (say, of an HTTP call it made), not the job's limit:
+            # an unexpected failure of the handler, reported as such.
+            log.error("job %s: handler %s timed out inside", entry.request.id, self.handler.name)
+            raise JobError(ErrorCode.INTERNAL_ERROR, "the DVM failed")
         if failure is not None:
             raise failure
         return content
@@ -474,11 +497,18 @@ class Engine:
             await self._send(event, request.relays)
 
     async def _finish_success(self, request: JobRequest, content: str) -> None:
+        now = int(self.clock())
         event = self._sign(
-            result_event(
-                request, content, provider=self.me, created_at=int(self.clock()), keys=self.keys
-            )
+            result_event(request, content, provider=self.me, created_at=now, keys=self.keys)
         )
+        if len(event.to_json_bytes()) > self.limits.compact_results_above:
+            # A legacy result repeats the request (``request`` and ``i`` tags); with a large
+            # request that can pass what relays accept. Clients link by ``e`` anyway.
+            event = self._sign(
+                result_event(
+                    request, content, provider=self.me, created_at=now, keys=self.keys, compact=True
+                )
+            )
         if await self.store.transition(
             request.id,
             expect=JobState.PROCESSING,
@@ -595,14 +625,17 @@ class Engine:
 
     async def _send(self, event: Event, extra: Sequence[str]) -> None:
         """Publish to our relays and the request's ``relays``, then mark the event sent."""
-        targets = list(self.relays)
-        for url in extra:
+        # The pool knows relays by their normal form (relay_url); so must the targets.
+        targets = [relay_url(url) for url in self.relays]
+        for raw in extra:
+            try:
+                url = relay_url(raw)
+            except DVMError:
+                continue  # from the request (untrusted): no relay can be dialled at it
             if url in targets:
                 continue
             if url in self.pool.relays:
                 targets.append(url)
-            elif not _dialable(url):
-                continue
             elif len(self.pool.relays) < len(self.relays) + self.limits.extra_relays:
                 try:
                     await self.pool.add_relay(url)
@@ -649,21 +682,6 @@ class Engine:
             latency_p50_ms=pct(0.5),
             latency_p99_ms=pct(0.99),
         )
-
-
-def _dialable(url: str) -> bool:
-    """A relay URL from a request (untrusted) that the pool can take.
-
-    The pool checks only the scheme; a host or port that does not parse (``ws://[::1``,
-    ``ws://h:99999``) would raise ValueError inside its connection task and end the whole
-    pool, and the DVM with it, so such a URL is never handed to it.
-    """
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that does not parse
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
 
 
 async def _guarded(coro: Coroutine[Any, Any, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,8 +15,8 @@ settings.register_profile(
 settings.load_profile("dvmkit")
 
 
-@pytest.fixture
-async def local_relay() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def running_local_relay() -> AsyncIterator[str]:
     """nostr-sdk's LocalRelay on a random port: the independent second relay.
 
     Its default rate limit lets only ~60 of 500 pipelined events through, so raise it.
@@ -33,3 +34,9 @@ async def local_relay() -> AsyncIterator[str]:
         yield str(await relay.url())
     finally:
         relay.shutdown()
+
+
+@pytest.fixture
+async def local_relay() -> AsyncIterator[str]:
+    async with running_local_relay() as url:
+        yield url

@@ -19,6 +19,7 @@ from typing import Any
 import nostr_sdk
 import pytest
 
+from conftest import running_local_relay
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import FEEDBACK_KIND, MODERN_KIND
@@ -38,17 +39,8 @@ async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         async with Relay(port=0) as relay:
             yield relay.url
         return
-    relay = (
-        nostr_sdk.LocalRelayBuilder()
-        .addr("127.0.0.1")
-        .rate_limit(nostr_sdk.RateLimit(max_reqs=10_000, notes_per_minute=10_000_000))
-        .build()
-    )
-    await relay.run()
-    try:
-        yield str(await relay.url())
-    finally:
-        relay.shutdown()
+    async with running_local_relay() as url:
+        yield url
 
 
 @pytest.fixture

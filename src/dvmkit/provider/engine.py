@@ -274,18 +274,8 @@ class Engine:
             self._release(request.id)
             await self._reject(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
             return
-        now = self.clock()
-        record = JobRecord(
-            id=request.id,
-            dialect=request.dialect,
-            customer=request.customer,
-            kind=request.kind,
-            request=request.event.to_json(),
-            state=JobState.QUEUED if price == 0 else JobState.PAYMENT_REQUIRED,
-            created_at=now,
-            updated_at=now,
-            price_msat=price,
-        )
+        state = JobState.QUEUED if price == 0 else JobState.PAYMENT_REQUIRED
+        record = self._record(request, state, price_msat=price)
         if price == 0:
             if await self.store.insert(record):
                 self._queue.put_nowait(entry)
@@ -548,23 +538,28 @@ class Engine:
         self._counts["rejected"] += 1
         event = self._error_event(request, code, message)
         if store:
-            now = self.clock()
-            record = JobRecord(
-                id=request.id,
-                dialect=request.dialect,
-                customer=request.customer,
-                kind=request.kind,
-                request=request.event.to_json(),
-                state=JobState.ERROR,
-                created_at=now,
-                updated_at=now,
-                error_code=str(code),
-                error_message=message,
+            record = self._record(
+                request, JobState.ERROR, error_code=str(code), error_message=message
             )
             if not await self.store.insert(record, outbox=[self._outbox(event, request)]):
                 await self._resend(request.id)
                 return
         await self._send(event, request.relays)
+
+    def _record(self, request: JobRequest, state: JobState, **fields: Any) -> JobRecord:
+        """A new job record for ``request``, as received now."""
+        now = self.clock()
+        return JobRecord(
+            id=request.id,
+            dialect=request.dialect,
+            customer=request.customer,
+            kind=request.kind,
+            request=request.event.to_json(),
+            state=state,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
 
     def _error_event(self, request: JobRequest, code: str, message: str) -> Event:
         return self._sign(

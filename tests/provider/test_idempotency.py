@@ -5,12 +5,12 @@ after the result arrived publishes it again three times. The handler counts its 
 this process, and the store counts the runs it started (``attempts``); result ids are read
 from live subscriptions, from the relays' storage and from the DVM's outbox.
 
-A re-published request reaches the engine (and is answered again, with the same result
-event) when the DVM has not seen that event id in its current subscription: after a
-restart. While the DVM runs, its relay-pool subscription shows each event id only once, so
-a re-publish of a request it has already answered is not seen at all: a customer who missed
-an (ephemeral) modern result cannot get it back by re-publishing until the DVM restarts.
-That is a known gap, not a behaviour this test asserts.
+A re-published request reaches the engine again and is answered again with the events it
+had, same ids: after a restart, and while the DVM runs. A running DVM's subscription sees a
+re-publish because relays pass on every publication of an ephemeral event (modern requests
+are kind 25000) and the pool delivers a relay's repeat after EOSE as a new publication
+(``RelayPool.subscribe``); a stored legacy request re-published is answered "duplicate" by
+the relays and not passed on, so the DVM does not see it (its result is stored on the relays).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ async def _next_result(sub: Subscription, request: Event) -> Event:
 async def _ask(pool: RelayPool, customer: Keys, request: Event) -> Event:
     """Publish ``request`` to every relay of ``pool``; return the result it gets."""
     answers = {"kinds": [MODERN_KIND, KIND + 1000], "#p": [customer.public_key]}
-    # A fresh subscription each time: a subscription shows an event id only once.
+    # A fresh subscription each time: it gets only answers sent after it was opened (and
+    # legacy results stored on the relays), never an answer taken by an earlier ask.
     async with pool.subscribe(answers) as sub:
         await asyncio.wait_for(sub.wait_stored(), WAIT)
         published = await pool.publish(request, wait="all", timeout=WAIT)
@@ -133,3 +134,57 @@ async def test_request_via_three_relays_and_republished_runs_once(tmp_path: Path
                 or Event.from_json(item.event_json).tag_value("status") == "success"
             ]
             assert results == [first[request.id].id]
+
+
+async def _let_go(dvm: DVM, job_id: str) -> None:
+    """Wait until the DVM holds ``job_id`` no more.
+
+    The engine lets a job go only after its answer went out (the first relay's OK, then the
+    outbox write), so the customer can hold the answer first; a copy of the request arriving
+    meanwhile is taken for one in flight and not answered again (reported to the lead). A
+    customer re-publishes because an answer did not come: after that point.
+    """
+    assert dvm._engine is not None
+    entry = dvm._engine._active.get(job_id)
+    if entry is not None and entry.task is not None:
+        # The worker's task group saw the task end before this wait did (its callback was
+        # added first), and the worker releases the job in the same step.
+        await asyncio.wait([entry.task])
+        assert job_id not in dvm._engine._active
+
+
+async def test_request_republished_to_a_running_dvm_gets_the_same_result(tmp_path: Path) -> None:
+    """The customer missed the answer and publishes the request again: the running DVM sees
+    it, does not run it again, and sends the result event it stored, same id, same bytes."""
+    keys, customer = Keys.generate(), Keys.generate()
+    db = tmp_path / "jobs.sqlite3"
+    async with _three_relays() as urls, RelayPool(relays=urls) as pool:
+        dvm, calls = _counting_dvm(urls, keys, db)
+        request = sign_event(
+            customer, kind=MODERN_KIND, content="again", tags=[["p", dvm.public_key]]
+        )
+        answers = {"kinds": [MODERN_KIND], "#p": [customer.public_key], "#e": [request.id]}
+        async with dvm.running(), pool.subscribe(answers) as sub:
+            await asyncio.wait_for(sub.wait_stored(), WAIT)
+            results: list[Event] = []
+            for _ in range(REPUBLISH):
+                published = await pool.publish(request, wait="all", timeout=WAIT)
+                assert len(published.accepted) == len(urls), published
+                # One subscription throughout: the re-sent result is a new publication of
+                # that event id, so it is delivered again (once, from three relays).
+                results.append(await asyncio.wait_for(_next_result(sub, request), WAIT))
+                await _let_go(dvm, request.id)
+            assert len(results) == REPUBLISH
+            assert {r.to_json() for r in results} == {results[0].to_json()}
+            assert calls == {request.id: 1}
+            # A fresh subscription gets it too (the result is ephemeral: only a re-send
+            # can reach it).
+            again = await _ask(pool, customer, request)
+            assert again.to_json() == results[0].to_json()
+            assert calls == {request.id: 1}
+
+    async with SQLiteJobStore(db) as store:
+        record = await store.get(request.id)
+        assert record is not None
+        assert record.attempts == 1
+        assert record.result_event_id == results[0].id

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import nostr_sdk
 import pytest
+from websockets.asyncio.server import ServerConnection
 
 from dvmkit.errors import InvalidFilter, RelayError
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import Keys
 from dvmkit.relay.pool import RelayPool, Timeouts
+
+from .scripted import recv, scripted, send
 
 FAST = Timeouts(reconnect_initial=0.05, reconnect_max=0.5, nip11=2.0, publish=5.0, eose=5.0)
 Stop = Callable[[], Awaitable[None]]
@@ -218,8 +221,13 @@ async def test_restart_on_same_port_delivers_everything_once(
         assert url2 == url
         after = [note(keys, f"after {i}") for i in range(5)]
         async with RelayPool(relays=[url], timeouts=FAST) as publisher:
-            # Re-publish the old one too, so the resumed REQ (since overlaps the gap) sees it.
-            assert (await publisher.publish(before)).ok
+            if relay_kind == "ours":
+                # Its database kept the old one: the resumed REQ (since overlaps the gap)
+                # sends it again before EOSE, and a re-publish is answered "duplicate" and
+                # not passed on. (LocalRelay forgot it: published again to it after our
+                # EOSE, it would be a new publication and rightly delivered again.)
+                republished = await publisher.publish(before)
+                assert republished.outcomes[url].status == "duplicate"
             for event in after:
                 assert (await publisher.publish(event)).ok
             got = await take(sub, 5)
@@ -227,9 +235,13 @@ async def test_restart_on_same_port_delivers_everything_once(
             sentinel = note(keys, "sentinel")
             assert (await publisher.publish(sentinel)).ok
             assert (await take(sub, 1))[0].id == sentinel.id
+        # A REQ after the resumed one on the same socket: once it has its EOSE, the relay has
+        # answered the resumed REQ in full.
+        assert [e.id for e in await pool.fetch({"ids": [sentinel.id]})] == [sentinel.id]
         stats = pool.stats().relays[url]
         assert stats.reconnects >= 1
         assert sub.stats().delivered == 7
+        assert sub.stats().duplicates == (1 if relay_kind == "ours" else 0)
 
 
 async def test_auth_required_relay(spawn: Spawn, relay_kind: str) -> None:
@@ -349,3 +361,138 @@ async def test_misuse_raises_precise_errors(spawn: Spawn) -> None:
             pool.subscribe()
         with pytest.raises(RelayError, match="not in the pool"):
             await pool.publish(note(Keys.generate(), "x"), relays=["ws://127.0.0.1:9"])
+
+
+# -- re-published events: delivered again; copies and re-sent stored events: not ---------------
+
+EPHEMERAL = 20001  # NIP-01: relays pass these on and never store them
+
+
+async def barrier(publisher: RelayPool, sub: AsyncIterator[Event], keys: Keys) -> None:
+    """One ephemeral mark per relay, published to that relay only; take them.
+
+    Each relay passes events on in the order it received them, so once its mark arrived,
+    every copy it had for ``sub`` before the mark has been judged; the marks come with
+    nothing between them, so nothing was delivered that the test did not take.
+    """
+    marks = {url: note(keys, f"mark {url}", kind=EPHEMERAL) for url in publisher.relays}
+    for url, mark in marks.items():
+        assert (await publisher.publish(mark, relays=[url])).ok
+    got = await take(sub, len(marks))
+    assert {e.id for e in got} == {m.id for m in marks.values()}
+
+
+async def test_republished_ephemeral_event_is_delivered_again(spawn: Spawn) -> None:
+    urls = [(await spawn())[0] for _ in range(3)]
+    keys = Keys.generate()
+    event = note(keys, "asked again", kind=EPHEMERAL)
+    async with (
+        RelayPool(relays=urls, timeouts=FAST) as pool,
+        pool.subscribe(Filter.build(authors=[keys.public_key])) as sub,
+        RelayPool(relays=urls, timeouts=FAST) as publisher,
+    ):
+        async with asyncio.timeout(10):
+            await sub.wait_stored()
+        for _ in range(3):
+            # Every relay passes each publication on; the subscription shows it once.
+            published = await publisher.publish(event)
+            assert {o.status for o in published.outcomes.values()} == {"accepted"}
+            assert [e.id for e in await take(sub, 1)] == [event.id]
+            await barrier(publisher, sub, keys)
+        assert sub.seen_on(event.id) == frozenset(urls)
+        stats = sub.stats()
+        assert stats.delivered == 3 + 3 * len(urls)  # the event thrice, and the marks
+        assert stats.duplicates == 3 * (len(urls) - 1)
+
+
+async def test_republished_stored_event_is_not_passed_on_again(spawn: Spawn) -> None:
+    urls = [(await spawn())[0] for _ in range(2)]
+    keys = Keys.generate()
+    event = note(keys, "stored once")
+    async with (
+        RelayPool(relays=urls, timeouts=FAST) as pool,
+        pool.subscribe(Filter.build(authors=[keys.public_key])) as sub,
+        RelayPool(relays=urls, timeouts=FAST) as publisher,
+    ):
+        async with asyncio.timeout(10):
+            await sub.wait_stored()
+        assert (await publisher.publish(event)).ok
+        assert [e.id for e in await take(sub, 1)] == [event.id]
+        # Both relays answer "duplicate" and send nothing to their subscribers (NIP-01
+        # leaves this open; LocalRelay and ours agree).
+        again = await publisher.publish(event)
+        assert {o.status for o in again.outcomes.values()} == {"duplicate"}
+        await barrier(publisher, sub, keys)
+        assert sub.stats().delivered == 1 + len(urls)
+
+
+async def test_republish_is_recognised_on_relays_that_sent_the_event(spawn: Spawn) -> None:
+    a, _ = await spawn()
+    b, _ = await spawn()
+    keys = Keys.generate()
+    event = note(keys, "first on a", kind=EPHEMERAL)
+    async with (
+        RelayPool(relays=[a, b], timeouts=FAST) as pool,
+        pool.subscribe(Filter.build(authors=[keys.public_key])) as sub,
+        RelayPool(relays=[a, b], timeouts=FAST) as publisher,
+    ):
+        async with asyncio.timeout(10):
+            await sub.wait_stored()
+        assert (await publisher.publish(event, relays=[a])).ok
+        assert [e.id for e in await take(sub, 1)] == [event.id]
+        # b never sent it: its copy cannot be told from a late copy of a's, so it is dropped.
+        assert (await publisher.publish(event, relays=[b])).ok
+        await barrier(publisher, sub, keys)
+        assert sub.seen_on(event.id) == frozenset({a, b})
+        # Now each has sent it once; published to both again, it is delivered once more.
+        assert (await publisher.publish(event)).ok
+        assert [e.id for e in await take(sub, 1)] == [event.id]
+        await barrier(publisher, sub, keys)
+        # And to a alone: a's third copy outnumbers b's two.
+        assert (await publisher.publish(event, relays=[a])).ok
+        assert [e.id for e in await take(sub, 1)] == [event.id]
+        await barrier(publisher, sub, keys)
+        assert sub.stats().duplicates == 2  # b's first copy, and one copy of the second round
+
+
+async def test_after_a_reconnect_only_live_repeats_are_delivered() -> None:
+    """Scripted relays, so that what is live and what is stored is exact: a repeat before
+    EOSE (a stored event sent again, here after a reconnect) is dropped; a repeat after
+    EOSE from a relay that sent the event before is a re-publish, delivered once however
+    many relays pass it on."""
+    keys = Keys.generate()
+    event = note(keys, "the event", kind=EPHEMERAL)
+    marks = [note(keys, f"mark {i}", kind=EPHEMERAL) for i in range(3)]
+
+    async def reconnecting(ws: ServerConnection, n: int) -> None:
+        sub_id = (await recv(ws))[1]
+        if n == 0:
+            await send(ws, "EOSE", sub_id)
+            await send(ws, "EVENT", sub_id, event.to_dict())  # live: delivered
+            await send(ws, "EVENT", sub_id, marks[0].to_dict())
+            await ws.close()
+            return
+        await send(ws, "EVENT", sub_id, event.to_dict())  # the since overlap: dropped
+        await send(ws, "EOSE", sub_id)
+        await send(ws, "EVENT", sub_id, event.to_dict())  # live again: a re-publish
+        await send(ws, "EVENT", sub_id, marks[1].to_dict())
+        await ws.wait_closed()
+
+    async def steady(ws: ServerConnection, n: int) -> None:
+        sub_id = (await recv(ws))[1]
+        await send(ws, "EOSE", sub_id)
+        for _ in range(2):  # each publication passed on by this relay too
+            await send(ws, "EVENT", sub_id, event.to_dict())
+        await send(ws, "EVENT", sub_id, marks[2].to_dict())
+        await ws.wait_closed()
+
+    async with (
+        scripted(reconnecting) as one,
+        scripted(steady) as two,
+        RelayPool(relays=[one, two], timeouts=FAST) as pool,
+        pool.subscribe(Filter.build(authors=[keys.public_key])) as sub,
+    ):
+        got = await take(sub, 2 + len(marks))
+        assert sorted(e.id for e in got) == sorted([event.id] * 2 + [m.id for m in marks])
+        assert pool.stats().relays[one].reconnects == 1
+        assert sub.stats().duplicates == 3  # the overlap copy, and two copies of the other's

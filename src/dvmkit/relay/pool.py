@@ -32,7 +32,6 @@ from dvmkit.errors import RelayError
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import Keys
-from dvmkit.nostr.nip42 import normalize_relay_url
 from dvmkit.relay.connection import RelayConnection
 from dvmkit.relay.nip11 import RelayInfo
 from dvmkit.relay.subscription import Subscription
@@ -44,6 +43,7 @@ from dvmkit.relay.values import (
     PoolStats,
     PublishResult,
     Timeouts,
+    relay_url,
 )
 
 # The pool is the public face of the client: its values are importable from here too.
@@ -56,6 +56,7 @@ __all__ = [
     "RelayPool",
     "Subscription",
     "Timeouts",
+    "relay_url",
 ]
 
 Wait = Literal["first", "all"] | int
@@ -85,7 +86,9 @@ class RelayPool:
     block.
 
     Args:
-        relays: websocket URLs (``ws://`` or ``wss://``) to connect to.
+        relays: websocket URLs (``ws://`` or ``wss://``) to connect to; each is checked and
+            normalised by :func:`relay_url`, which raises :class:`RelayError` for one that
+            cannot be dialled (a host or port that does not parse, user information, ...).
         signer: the identity used to answer NIP-42 AUTH challenges; without one, relays that
             require AUTH refuse with ``auth-required:`` and the refusal reaches the caller.
         timeouts: deadlines and backoff settings.
@@ -127,7 +130,7 @@ class RelayPool:
             "clock": clock,
             "rand": rand,
         }
-        self._initial = [_check_url(u) for u in relays]
+        self._initial = [relay_url(u) for u in relays]
         self._conns: dict[str, RelayConnection] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -178,9 +181,10 @@ class RelayPool:
         """Connect to one more relay; open subscriptions are sent to it too.
 
         Raises:
-            RelayError: the URL is not ws:// or wss://, or the pool is not running.
+            RelayError: the URL cannot name a relay (see :func:`relay_url`), or the pool is
+                not running.
         """
-        url = _check_url(url)
+        url = relay_url(url)
         tg = self._group()
         if url in self._conns:
             return
@@ -195,7 +199,7 @@ class RelayPool:
 
     async def remove_relay(self, url: str) -> None:
         """Disconnect from a relay and wait until its task has finished."""
-        url = _check_url(url)
+        url = relay_url(url)
         self._conns.pop(url, None)
         task = self._tasks.pop(url, None)
         if task is not None:
@@ -210,7 +214,7 @@ class RelayPool:
 
     def relay_info(self, url: str) -> RelayInfo | None:
         """The relay's NIP-11 document, if it served one."""
-        conn = self._conns.get(_check_url(url))
+        conn = self._conns.get(relay_url(url))
         return conn.info if conn else None
 
     async def wait_connected(self, *, relays: Sequence[str] | None = None) -> None:
@@ -224,7 +228,7 @@ class RelayPool:
     def _select(self, relays: Sequence[str] | None) -> list[RelayConnection]:
         if relays is None:
             return list(self._conns.values())
-        urls = [_check_url(u) for u in relays]
+        urls = [relay_url(u) for u in relays]
         missing = [u for u in urls if u not in self._conns]
         if missing:
             raise RelayError(f"not in the pool: {', '.join(missing)}")
@@ -254,7 +258,7 @@ class RelayPool:
             The per-relay outcomes. It returns as soon as ``wait`` is met or can no longer be.
 
         Raises:
-            RelayError: the pool is not running or a relay is not in it.
+            RelayError: the pool is not running, or a relay URL is malformed or not in it.
             ValueError: a quorum outside 1..number of relays.
         """
         tg = self._group()
@@ -307,6 +311,28 @@ class RelayPool:
         what this pool publishes to that relay (publish then reports ``"timeout"``), COUNT
         answers, and the other subscriptions on that relay. Nothing is dropped. See
         :class:`RelayPool` for the remedies.
+
+        Each publication of an event is delivered once. For every event id (among the last
+        ``dedupe_size``) the subscription counts the copies each relay sent:
+
+        - the first copy from any relay is delivered;
+        - a copy from a relay that had not sent this id before is dropped: another relay
+          already passed that publication on;
+        - a copy a relay sends before its EOSE on the current socket is dropped if that relay
+          sent the id before: it is a stored event sent again (after a reconnect, the
+          ``since`` overlap; or a relay repeating itself);
+        - a copy a relay sends live (after its EOSE on the current socket) when it has sent
+          the id before means the event was published again: that relay's count goes up,
+          and the copy is delivered when no other relay has already sent the id that many
+          times (so a re-publish reaching several relays is still delivered once).
+
+        Relays forward a re-published ephemeral event (NIP-01, kinds 20000-29999) every
+        time; a regular event they already store is answered ``duplicate:`` and not sent to
+        subscribers again, so only ephemeral re-publishes are normally seen. A re-publish
+        that reaches only relays that had not sent the id before, or that a relay sends
+        before its EOSE, cannot be told from a copy and is dropped. A relay can make any id
+        it sent reappear this way, so consumers that act on events should be idempotent by
+        id (the DVM engine is: a repeated request re-sends its stored answer).
 
         Args:
             filters: :class:`Filter` values or filter dicts (validated).
@@ -432,10 +458,3 @@ class RelayPool:
             invalid=sum(s.invalid + s.malformed for s in values),
             reconnects=sum(s.reconnects for s in values),
         )
-
-
-def _check_url(url: str) -> str:
-    norm = normalize_relay_url(url)
-    if not (norm.startswith("ws://") or norm.startswith("wss://")) or len(norm) <= 6:
-        raise RelayError("a relay URL must start with ws:// or wss://", url=url)
-    return norm

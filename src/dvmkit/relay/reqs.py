@@ -8,7 +8,9 @@ relay's CLOSED: ``auth-required:`` waits for our NIP-42 AUTH and sends again,
 relay with the relay's reason.
 
 After a reconnect, a subscription that had reached EOSE is asked again only from a little
-before the gap (``since``), and the subscriber's de-duplication drops the overlap.
+before the gap (``since``), and the subscriber's de-duplication drops the overlap: each event
+is handed on marked live or not (after this socket's EOSE or before it), which is how the
+subscriber tells a relay's re-sent stored copy from a new publication of the same event.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ Send = Callable[[Session, bytes], Awaitable[None]]
 class SubscriptionSink(Protocol):
     """What a connection tells the subscriber that owns a subscription id."""
 
-    async def _on_event(self, event: Event, relay: str) -> None: ...
+    async def _on_event(self, event: Event, relay: str, *, live: bool) -> None: ...
     def _on_eose(self, relay: str) -> None: ...
     def _on_closed(self, relay: str, message: str) -> None: ...
     def _on_unavailable(self, relay: str) -> None: ...
@@ -178,7 +180,8 @@ class Reqs:
             return
         if req.last_seen is None or event.created_at > req.last_seen:
             req.last_seen = event.created_at
-        await req.sink._on_event(event, self.url)
+        # Live: after this socket's EOSE. Before it, the relay is sending what it has stored.
+        await req.sink._on_event(event, self.url, live=req.eose_now)
 
     def on_eose(self, msg: EoseMsg) -> None:
         req = self._reqs.get(msg.sub_id)

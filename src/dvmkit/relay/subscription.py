@@ -1,7 +1,11 @@
 """A subscription across the relays of a pool: one stream, de-duplicated, bounded.
 
-Events from every relay land in one bounded queue. An event id is delivered once: ids already
-delivered are kept in a bounded LRU (``dedupe_size``) together with the relays that sent them.
+Events from every relay land in one bounded queue. An event id is delivered once per time it
+was published: copies from other relays and a relay's stored copies sent again after a
+reconnect are dropped, but a relay that sends an id again live (after its EOSE on the current
+socket) is passing on a new publication of it, so it is delivered again (the rule is in
+:meth:`~dvmkit.relay.pool.RelayPool.subscribe`). Ids are kept in a bounded LRU
+(``dedupe_size``) together with how many times each relay sent them.
 When the queue is full the relay readers wait (backpressure) instead of buffering or dropping;
 while they wait they read nothing else from their socket, OKs included (see
 :class:`~dvmkit.relay.pool.RelayPool` for what that means for publishing, and the remedies).
@@ -41,7 +45,7 @@ class SubscriptionStats:
 
 
 class Subscription:
-    """Events matching ``filters`` from every relay of the pool, each id once.
+    """Events matching ``filters`` from every relay of the pool, each publication once.
 
     Use as ``async with pool.subscribe(...) as sub: async for event in sub: ...``. Iteration
     ends when the subscription is closed, or when every relay has closed it (see
@@ -66,7 +70,8 @@ class Subscription:
         self.rewrite_since = rewrite_since
         self._pool = pool
         self._queue: asyncio.Queue[Event | _Wake] = asyncio.Queue(max_queue)
-        self._seen: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        # Event id -> relay -> how many publications of it that relay has passed on.
+        self._seen: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._dedupe_size = dedupe_size
         self._relays: dict[str, RelayState] = dict.fromkeys(relays, "pending")
         self._closed_by: dict[str, str] = {}
@@ -175,19 +180,31 @@ class Subscription:
 
     # -- called by connections (SubscriptionSink) --------------------------------------------
 
-    async def _on_event(self, event: Event, relay: str) -> None:
+    async def _on_event(self, event: Event, relay: str, *, live: bool) -> None:
         if self._done:
             return
-        seen = self._seen.get(event.id)
-        if seen is not None:
+        # Counts are updated before the await, so a copy arriving meanwhile is judged on them.
+        sent = self._seen.get(event.id)
+        if sent is None:
+            self._seen[event.id] = {relay: 1}
+            if len(self._seen) > self._dedupe_size:
+                self._seen.popitem(last=False)
+        elif relay not in sent:
+            sent[relay] = 1  # a copy of a publication another relay passed on first
             self._duplicates += 1
-            if relay not in seen:
-                self._seen[event.id] = (*seen, relay)
             return
-        # Mark before the await, so a copy from another relay in the meantime is a duplicate.
-        self._seen[event.id] = (relay,)
-        if len(self._seen) > self._dedupe_size:
-            self._seen.popitem(last=False)
+        elif not live:
+            self._duplicates += 1  # stored again after a reconnect, or a relay repeating itself
+            return
+        else:
+            # A relay passes on each publication it receives once, so its n-th copy (stored
+            # ones sent again aside) is the n-th publication; the first relay to pass one on
+            # delivers it, the others' copies of it are dropped.
+            count = sent[relay] = sent[relay] + 1
+            if any(n >= count for r, n in sent.items() if r != relay):
+                self._duplicates += 1
+                return
+            self._seen.move_to_end(event.id)
         self._delivered += 1
         await self._queue.put(event)
 

@@ -3,15 +3,19 @@
 All frozen: :class:`Timeouts` goes in; :class:`PublishResult` (one :class:`Outcome` per relay),
 :class:`CountResult` (one :class:`CountOutcome` per relay), :class:`RelayStats` and
 :class:`PoolStats` come out. :func:`backoff_delay` is the one retry schedule the pool uses for
-reconnects and for ``rate-limited:`` refusals.
+reconnects and for ``rate-limited:`` refusals. :func:`relay_url` checks and normalises the
+URLs the pool is given.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from dvmkit.errors import RelayError
 
@@ -50,6 +54,115 @@ def backoff_delay(
     """Exponential backoff with "equal jitter": a delay in [d/2, d], d = min(cap, initial*2^n)."""
     ceiling = min(cap, initial * 2.0 ** min(attempt, 32))
     return ceiling / 2 + ceiling / 2 * rand()
+
+
+# -- relay URLs ------------------------------------------------------------------------------
+
+MAX_URL_LENGTH = 2048
+# RFC 3986 §2: unreserved and reserved characters, and "%" for percent-encoding. Anything
+# else (spaces, controls, quotes, backslashes, non-ASCII) is refused, never escaped for the
+# caller: a URL from an untrusted request must either dial as written or not at all.
+_NOT_URL_CHAR = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_AUTHORITY = re.compile(r"(?:\[(?P<ipv6>[^\]]*)\]|(?P<name>[^:\[\]]*))(?::(?P<port>[0-9]*))?")
+# The resolver IDNA-encodes host names (socket.getaddrinfo): an empty label, or one longer
+# than 63 characters, raises UnicodeError there instead of failing the lookup.
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+_DEFAULT_PORT = {"ws": 80, "wss": 443}
+
+
+def relay_url(url: str) -> str:
+    """Check a relay URL and return the form the pool knows the relay by.
+
+    Accepted: ``ws://`` or ``wss://`` (any case), a host that is a DNS name (labels of
+    letters, digits, ``-`` and ``_``, 1-63 characters each), an IPv4 address or a bracketed
+    IPv6 address, an optional port 1-65535, then a path and query of RFC 3986 characters.
+    The normal form lower-cases scheme and host and drops a default port, a trailing ``/``
+    and an empty query (as :func:`dvmkit.nostr.nip42.normalize_relay_url`, and it keeps IPv6
+    brackets). Surrounding whitespace is ignored.
+
+    Args:
+        url: the URL as given (configuration, or an untrusted ``relays`` tag).
+
+    Returns:
+        The normalised URL; ``urllib.parse.urlsplit`` parses it with a valid host and port.
+
+    Raises:
+        RelayError: why the URL cannot name a relay (scheme, characters, user information,
+            fragment, host or port). User information is never echoed: it may hold a password.
+    """
+    text = url.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise RelayError(
+            f"a relay URL must be at most {MAX_URL_LENGTH} characters", url=_shown(text)
+        )
+    scheme, sep, _ = text.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORT:
+        raise RelayError("a relay URL must start with ws:// or wss://", url=_shown(text))
+    if bad := _NOT_URL_CHAR.search(text):
+        raise RelayError(
+            f"a relay URL may contain only ASCII letters, digits and RFC 3986 punctuation, "
+            f"not {bad.group()!r}",
+            url=_shown(text),
+        )
+    if _BAD_PERCENT.search(text):
+        raise RelayError("'%' must begin a percent-encoded byte (%XX)", url=_shown(text))
+    if "#" in text:
+        raise RelayError("a relay URL must not have a fragment ('#')", url=_shown(text))
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # unbalanced IPv6 brackets
+        raise RelayError(f"the host does not parse: {exc}", url=_shown(text)) from None
+    if "@" in parts.netloc:
+        raise RelayError("a relay URL must not contain user information ('user:password@')")
+    found = _AUTHORITY.fullmatch(parts.netloc)
+    if found is None:
+        raise RelayError(f"the host and port {parts.netloc!r} do not parse", url=_shown(text))
+    host = _host(found["ipv6"], found["name"], text)
+    port = _DEFAULT_PORT[scheme]
+    if found["port"]:
+        port = int(found["port"])
+        if not 1 <= port <= 65535:
+            raise RelayError(f"port {port} is outside 1-65535", url=_shown(text))
+    netloc = host if port == _DEFAULT_PORT[scheme] else f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{netloc}{path}{query}"
+
+
+def _host(ipv6: str | None, name: str | None, text: str) -> str:
+    if ipv6 is not None:
+        # ipaddress takes "%zone" suffixes; a zone id only means something on this machine.
+        try:
+            if "%" in ipv6:
+                raise ValueError("zone ids are not supported")
+            return f"[{ipaddress.IPv6Address(ipv6).compressed}]"
+        except ValueError as exc:
+            raise RelayError(f"[{ipv6}] is not an IPv6 address: {exc}", url=_shown(text)) from None
+    name = (name or "").lower()
+    if not name:
+        raise RelayError("a relay URL must name a host", url=_shown(text))
+    if len(name) > 253:
+        raise RelayError("the host name is longer than 253 characters", url=_shown(text))
+    labels = name[:-1] if name.endswith(".") else name  # one trailing dot: a rooted name
+    for label in labels.split("."):
+        if not _LABEL.fullmatch(label):
+            raise RelayError(
+                f"the host {name!r} is not a DNS name or an IP address: each dot-separated "
+                f"label must be 1-63 letters, digits, '-' or '_'",
+                url=_shown(text),
+            )
+    return name
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error message: user information hidden, cut short."""
+    rest = text.partition("://")[2] or text
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        text = text.replace(authority, "…@" + authority.rpartition("@")[2], 1)
+    return text if len(text) <= 80 else text[:80] + "…"
 
 
 # -- publish ---------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from dvmkit.nostr.keys import Keys
 from dvmkit.nostr.nip42 import (
     AUTH_KIND,
     make_auth_event,
-    normalize_relay_url,
     same_relay,
     verify_auth_event,
 )
@@ -133,24 +132,6 @@ def test_malformed_input_raises_invalid_event(raw: str | bytes) -> None:
 def test_round_trip_for_any_challenge(challenge: str, created: int) -> None:
     event = make_auth_event(KEYS, URL, challenge, created_at=created)
     assert verify_auth_event(event, URL, challenge, now=created) == KEYS.public_key
-
-
-@pytest.mark.parametrize(
-    ("a", "b"),
-    [
-        ("wss://relay.example.com/", "wss://relay.example.com"),
-        ("WSS://RELAY.example.com", "wss://relay.example.com"),
-        ("ws://127.0.0.1:80", "ws://127.0.0.1"),
-        ("ws://127.0.0.1:7777/", "ws://127.0.0.1:7777"),
-    ],
-)
-def test_normalize_relay_url(a: str, b: str) -> None:
-    assert normalize_relay_url(a) == normalize_relay_url(b)
-
-
-def test_normalize_keeps_distinct_ports_distinct() -> None:
-    assert normalize_relay_url("ws://127.0.0.1:1") != normalize_relay_url("ws://127.0.0.1:2")
-    assert normalize_relay_url("ws://[::1") == "ws://[::1"  # unparseable: compared as given
 
 
 @pytest.mark.parametrize(

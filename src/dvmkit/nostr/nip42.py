@@ -45,26 +45,6 @@ def make_auth_event(
     )
 
 
-def normalize_relay_url(url: str) -> str:
-    """Lower-case scheme and host, drop a default port and a trailing slash.
-
-    Clients write ``wss://Relay.example/`` and ``wss://relay.example`` for the same relay; the
-    pool keys its connections by this form.
-    """
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return url.strip()
-    host = (parts.hostname or "").lower()
-    scheme = parts.scheme.lower()
-    if port is not None and (scheme, port) not in (("ws", 80), ("wss", 443)):
-        host = f"{host}:{port}"
-    path = parts.path.rstrip("/")
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{scheme}://{host}{path}{query}"
-
-
 def verify_auth_event(
     event: Event | Mapping[str, Any] | str | bytes,
     relay_url: str,

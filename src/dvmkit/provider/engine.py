@@ -507,6 +507,8 @@ class Engine:
             result_event_id=event.id,
         ):
             self._counts["done"] += 1
+            # Finished as of this commit: a re-publish from here on is answered from the store.
+            self._release(request.id)
             await self._send(event, request.relays)
 
     async def _finish_error(
@@ -528,6 +530,7 @@ class Engine:
             error_message=message,
         ):
             self._counts["failed"] += 1
+            self._release(request.id)
             await self._send(event, request.relays)
 
     async def _reject(

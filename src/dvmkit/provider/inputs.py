@@ -6,7 +6,6 @@ Every failure becomes a ``BAD_REQUEST`` job error that says which input and what
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 from dvmkit import http
 from dvmkit.errors import DVMError, JobError
@@ -16,7 +15,6 @@ from dvmkit.protocol.job import (
     RESULT_KIND_OFFSET,
     JobInput,
     JobRequest,
-    is_relay_url,
 )
 from dvmkit.provider.config import Limits
 from dvmkit.relay.pool import RelayPool
@@ -71,29 +69,17 @@ async def _url(url: str, number: int, limits: Limits) -> str:
 
 async def _event(event_id: str, hint: str | None, pool: RelayPool, wait: float) -> Event | None:
     found = await pool.fetch({"ids": [event_id]}, timeout=wait)
-    if found or not _usable_relay(hint) or hint in pool.relays:
+    if found or hint is None or not hint or hint in pool.relays:
         return found[0] if found else None
-    assert hint is not None
     # NIP-90 §1.2: the input's relay is where the event was published; ask it once, on a
-    # connection of its own that closes with the fetch.
+    # connection of its own that closes with the fetch (a hint the pool refuses as a relay
+    # URL raises RelayError, which is a DVMError).
     try:
         async with RelayPool(relays=[hint]) as there:
             found = await there.fetch({"ids": [event_id]}, timeout=wait)
     except DVMError:
         return None
     return found[0] if found else None
-
-
-def _usable_relay(url: str | None) -> bool:
-    """True for a ws(s) URL with a host and a valid port: the customer wrote it."""
-    if url is None or not is_relay_url(url):
-        return False
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when out of range
-    except ValueError:
-        return False
-    return bool(parts.hostname)
 
 
 def _is_result(event: Event, job_id: str) -> bool:

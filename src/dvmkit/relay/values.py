@@ -78,8 +78,7 @@ def relay_url(url: str) -> str:
     letters, digits, ``-`` and ``_``, 1-63 characters each), an IPv4 address or a bracketed
     IPv6 address, an optional port 1-65535, then a path and query of RFC 3986 characters.
     The normal form lower-cases scheme and host and drops a default port, a trailing ``/``
-    and an empty query (as :func:`dvmkit.nostr.nip42.normalize_relay_url`, and it keeps IPv6
-    brackets). Surrounding whitespace is ignored.
+    and an empty query, and keeps IPv6 brackets. Surrounding whitespace is ignored.
 
     Args:
         url: the URL as given (configuration, or an untrusted ``relays`` tag).

@@ -466,8 +466,22 @@ class SdkAuthenticator(nostr_sdk.Authenticator):  # type: ignore[misc]
         return nostr_sdk.EventBuilder(nostr_sdk.Kind(22242), "").tags(tags).finalize(self.keys)
 
 
-async def test_nostr_sdk_client_publishes_fetches_and_authenticates(our_relay_auth: str) -> None:
+@pytest.fixture
+async def sdk_callbacks_loop() -> AsyncIterator[None]:
+    """nostr-sdk runs Python callbacks (our Authenticator) on a loop it must be told about.
+
+    The setting is process-wide: reset it afterwards (None means "the running loop"), or
+    every later nostr-sdk test would find this test's closed loop.
+    """
     nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())
+    try:
+        yield
+    finally:
+        nostr_sdk.uniffi_set_event_loop(None)
+
+
+@pytest.mark.usefixtures("sdk_callbacks_loop")
+async def test_nostr_sdk_client_publishes_fetches_and_authenticates(our_relay_auth: str) -> None:
     keys = nostr_sdk.Keys.generate()
     client = nostr_sdk.ClientBuilder().authenticator(SdkAuthenticator(keys)).build()
     await client.add_relay(nostr_sdk.RelayUrl.parse(our_relay_auth))

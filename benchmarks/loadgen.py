@@ -1,12 +1,11 @@
 """The relay load generator: raw websocket clients that cost the client as little as possible.
 
 A relay can only be measured if the client is not the bottleneck, so the hot paths do almost
-nothing in Python: publishers write pre-built, pre-masked frames (RFC 6455 §5.3: a client
-masks every frame, each with its own random key) in batches, one write per read; replies are
-classified by looking at the first bytes of each frame (``OK`` true or false, ``EVENT``),
-never by decoding JSON. Everything that is not the relay's work (signing, serializing,
-masking, connecting, subscribing) happens before the clock starts. The client offers no
-permessage-deflate, like LocalRelay, so no relay compresses.
+nothing in Python: publishers write pre-built, pre-masked frames (:mod:`benchmarks.wsraw`) in
+batches, one write per read; replies are classified by looking at the first bytes of each
+frame (``OK`` true or false, ``EVENT``), never by decoding JSON. Everything that is not the
+relay's work (signing, serializing, masking, connecting, subscribing) happens before the clock
+starts.
 
 Every relay is driven by exactly the same code, and every count is exact: an OK is counted
 once per frame, a delivery once per EVENT frame, and a run that does not get all of them in
@@ -16,31 +15,20 @@ time is reported as incomplete.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import hashlib
-import os
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from dvmkit.nostr.event import Event
+from benchmarks.wsraw import OPEN_TIMEOUT, Connection, ProtocolViolation, client_frame, reject
+from benchmarks.wsraw import event_frame as event_frame  # what benchmarks.relay builds with
 
-OPEN_TIMEOUT = 10.0
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
-_READ_SIZE = 1 << 18
 _HEAD = 160  # bytes kept of each message: enough to see an OK's verdict, even with spaces
 _EVENT_HEAD = 12
 # ["OK","<64 hex>",true...: the verdict sits at a fixed offset when there is no whitespace.
 _OK_VERDICT_AT = len('["OK","') + 64 + len('",')
 # Any id: nostr-relay answers an event whose signature fails with an empty one.
 _OK = re.compile(rb'\[\s*"OK"\s*,\s*"[^"]*"\s*,\s*(true|false)')
-
-
-class ProtocolViolation(Exception):
-    """The relay broke RFC 6455 or closed the connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,26 +45,6 @@ class Outcome:
         return self.count / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def client_frame(payload: bytes, *, opcode: int = 1) -> bytes:
-    """One final, masked client frame (RFC 6455 §5.2), text unless ``opcode`` says otherwise."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, 0x80 | size))
-    elif size < 1 << 16:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
-    mask = os.urandom(4)
-    key = (mask * (size // 4 + 1))[:size]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
-    return header + mask + masked
-
-
-def event_frame(event: Event) -> bytes:
-    """``["EVENT", <event>]`` as a ready-to-write masked frame."""
-    return client_frame(b'["EVENT",' + event.to_json_bytes() + b"]")
-
-
 def ok_verdict(head: bytes) -> bool | None:
     """True/False for an ``OK`` message (from its first bytes), None for anything else."""
     if head[:6] == b'["OK",' and head[_OK_VERDICT_AT - 1 : _OK_VERDICT_AT] == b",":
@@ -89,162 +57,35 @@ def ok_verdict(head: bytes) -> bool | None:
     return None if found is None else found.group(1) == b"true"
 
 
-class Client(asyncio.Protocol):
-    """One websocket connection: handshake done by hand, then frames parsed as they arrive.
+class Client(Connection):
+    """One websocket connection whose messages are cut to their heads as they arrive.
 
     Replies are consumed in ``data_received`` itself, without waking a task per read: by
     default they are queued for :meth:`read`; during a timed run a publisher pipeline or an
     EVENT counter takes them instead.
     """
 
+    keep = _HEAD
+
     def __init__(self) -> None:
-        self._transport: asyncio.Transport | None = None
-        self._handshake: bytearray | None = bytearray()
-        self._handshake_done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._buffer = bytearray()
-        self._fragment: bytes | None = None  # head of a fragmented message in progress
+        super().__init__()
         self._messages: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
-        self._lost: BaseException | None = None
         self._consumer: _Consumer | None = None
 
-    @classmethod
-    async def open(cls, url: str) -> Client:
-        """Connect and upgrade (RFC 6455 §4.1), checking the server's accept key."""
-        parts = urlsplit(url)
-        if parts.scheme != "ws" or parts.hostname is None:
-            raise ValueError(f"only ws:// URLs are supported, not {url!r}")
-        port = parts.port or 80
-        path = parts.path or "/"
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(OPEN_TIMEOUT):
-            _, client = await loop.create_connection(cls, parts.hostname, port)
-            try:
-                key = base64.b64encode(os.urandom(16))
-                client._write(
-                    b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                    b"Sec-WebSocket-Version: 13\r\n\r\n"
-                    % (path.encode(), parts.hostname.encode(), port, key)
-                )
-                response = await client._handshake_done
-                lines = response.decode("latin-1").split("\r\n")
-                if lines[0].split(" ", 2)[1:2] != ["101"]:
-                    raise ProtocolViolation(f"upgrade refused: {lines[0]!r}")
-                headers = {
-                    name.strip().lower(): value.strip()
-                    for name, _, value in (line.partition(":") for line in lines[1:] if line)
-                }
-                expected = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
-                if headers.get("sec-websocket-accept") != expected:
-                    raise ProtocolViolation("bad Sec-WebSocket-Accept")
-            except BaseException:
-                client.abort()
-                raise
-        return client
-
-    # -- asyncio.Protocol -------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ProtocolViolation(f"the relay closed the connection ({exc or 'EOF'})"))
-
-    def data_received(self, data: bytes) -> None:
-        if self._handshake is not None:
-            self._handshake += data
-            end = self._handshake.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._handshake) > 65536:
-                    self._fail(ProtocolViolation("oversized handshake response"))
-                return
-            data = bytes(self._handshake[end + 4 :])
-            if not self._handshake_done.done():
-                self._handshake_done.set_result(bytes(self._handshake[: end + 4]))
-            self._handshake = None
-            if not data:
-                return
-        try:
-            heads = self._parse(data)
-        except ProtocolViolation as exc:
-            self._fail(exc)
-            return
-        if not heads:
-            return
+    def _received(self, messages: list[bytes]) -> None:
         if self._consumer is not None:
-            self._consumer.consume(heads)
+            self._consumer.consume(messages)
             return
-        self._messages.extend(heads)
+        self._messages.extend(messages)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _fail(self, exc: BaseException) -> None:
-        if self._lost is None:
-            self._lost = exc
-        for future in (self._handshake_done, self._waiter):
-            if future is not None and not future.done():
-                future.set_exception(exc)
+    def _fail(self, exc: ProtocolViolation) -> None:
+        super()._fail(exc)
+        reject(self._waiter, exc)
         if self._consumer is not None:
             self._consumer.fail(exc)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _parse(self, data: bytes) -> list[bytes]:
-        """Complete messages, each cut to its first bytes; answers pings, refuses closes."""
-        buf = self._buffer
-        buf += data
-        size = len(buf)
-        out: list[bytes] = []
-        pos = 0
-        while size - pos >= 2:
-            first, second = buf[pos], buf[pos + 1]
-            if second & 0x80:
-                raise ProtocolViolation("a server frame must not be masked (RFC 6455 §5.1)")
-            length = second & 0x7F
-            start = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[start : start + 2], "big")
-                start += 2
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[start : start + 8], "big")
-                start += 8
-            end = start + length
-            if end > size:
-                break
-            opcode = first & 0x0F
-            if opcode == 1 or opcode == 2:
-                head = bytes(buf[start : min(end, start + _HEAD)])
-                if first & 0x80:
-                    out.append(head)
-                else:
-                    self._fragment = head
-            elif opcode == 0:
-                if first & 0x80 and self._fragment is not None:
-                    out.append(self._fragment)
-                    self._fragment = None
-            elif opcode == 9:
-                self._write(client_frame(bytes(buf[start:end]), opcode=10))
-            elif opcode == 8:
-                raise ProtocolViolation(
-                    f"the relay closed the websocket: {bytes(buf[start:end])!r}"
-                )
-            pos = end
-        del buf[:pos]
-        return out
-
-    # -- use --------------------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if self._lost is not None:
-            raise self._lost
-        assert self._transport is not None
-        self._transport.write(data)
 
     def write(self, frames: Sequence[bytes]) -> None:
         """Write pre-built frames, the whole batch at once."""
@@ -277,17 +118,6 @@ class Client(asyncio.Protocol):
                 messages, self._messages = self._messages, []
                 consumer.consume(messages)
 
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    async def close(self) -> None:
-        if self._transport is None or self._transport.is_closing():
-            return
-        with contextlib.suppress(OSError, RuntimeError):
-            self._transport.write(client_frame((1000).to_bytes(2, "big"), opcode=8))
-        self._transport.close()
-
 
 async def open_connections(url: str, count: int) -> list[Client]:
     connections: list[Client] = []
@@ -304,9 +134,8 @@ async def open_connections(url: str, count: int) -> list[Client]:
 
 
 async def close_all(connections: Sequence[Client]) -> None:
-    async with asyncio.TaskGroup() as tg:
-        for client in connections:
-            tg.create_task(client.close())
+    for client in connections:
+        client.close()
 
 
 class _Consumer:

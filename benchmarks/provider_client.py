@@ -1,65 +1,37 @@
 """The provider benchmark's customer: one raw websocket to the relay, as cheap as it can be.
 
 The client shares two cores with the relay and the DVM under test, so its hot path does very
-little: request frames are signed, serialized and masked (RFC 6455 §5.3) before the clock
-starts, a burst is one ``write``, and replies are handled inside ``data_received`` without a
-task wake-up per message. Each kind-6050 result (NIP-90) is matched to its request through its
-``e`` tag and timestamped on arrival; kind-7000 feedback is only counted.
+little: request frames are signed, serialized and masked (:mod:`benchmarks.wsraw`) before the
+clock starts, a burst is one ``write``, and replies are handled inside ``data_received``
+without a task wake-up per message. Each kind-6050 result (NIP-90) is matched to its request
+through its ``e`` tag and timestamped on arrival; kind-7000 feedback is only counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import os
 import time
 from collections import Counter
-from urllib.parse import urlsplit
 
 import orjson
 
-from dvmkit.nostr.event import Event
+from benchmarks.wsraw import OPEN_TIMEOUT, Connection, ProtocolViolation, client_frame, reject
+from benchmarks.wsraw import event_frame as event_frame  # what benchmarks.provider builds with
 
-OPEN_TIMEOUT = 10.0
 RESULT_KIND = 6050
 FEEDBACK_KIND = 7000
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
-_MAX_MESSAGE = 16 * 1_048_576
+
+# What benchmarks.provider catches: the relay refused the upgrade, broke RFC 6455, closed the
+# connection or sent a message that is not the NIP-01 it claims to be.
+ClientError = ProtocolViolation
 
 
-class ClientError(Exception):
-    """The relay refused the upgrade, broke RFC 6455 or closed the connection."""
-
-
-def masked_frame(payload: bytes, *, opcode: int = 1) -> bytes:
-    """One final client frame (RFC 6455 §5.2), masked with a fresh random key."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, 0x80 | size))
-    elif size < 1 << 16:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
-    mask = os.urandom(4)
-    key = (mask * (size // 4 + 1))[:size]
-    body = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
-    return header + mask + body
-
-
-def event_frame(event: Event) -> bytes:
-    return masked_frame(b'["EVENT",' + event.to_json_bytes() + b"]")
-
-
-class Customer(asyncio.Protocol):
+class Customer(Connection):
     """Publishes job requests and records when each one's result arrives."""
 
     def __init__(self) -> None:
-        self._transport: asyncio.Transport | None = None
-        self._head: bytearray | None = bytearray()  # the HTTP response until the upgrade
-        self._upgraded: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._buffer = bytearray()
-        self._lost: BaseException | None = None
+        super().__init__()
+        self._arrived_at = 0.0
         self._eose: asyncio.Future[None] | None = None
         self._waiting: set[str] = set()
         self._all_answered: asyncio.Future[None] | None = None
@@ -75,97 +47,22 @@ class Customer(asyncio.Protocol):
         self.unknown = 0
         self.notices: list[str] = []
 
-    @classmethod
-    async def open(cls, url: str) -> Customer:
-        """Connect and upgrade (RFC 6455 §4.1), checking the server's accept key.
-
-        Raises:
-            ClientError: the relay did not upgrade the connection properly.
-        """
-        parts = urlsplit(url)
-        if parts.scheme != "ws" or parts.hostname not in ("127.0.0.1", "localhost"):
-            raise ValueError(f"only ws:// on loopback is supported, not {url!r}")
-        port = parts.port or 80
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(OPEN_TIMEOUT):
-            _, client = await loop.create_connection(cls, parts.hostname, port)
-            key = base64.b64encode(os.urandom(16))
-            client._write(
-                b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n"
-                % ((parts.path or "/").encode(), parts.hostname.encode(), port, key)
-            )
-            response = (await client._upgraded).decode("latin-1")
-        expected = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
-        status = response.split("\r\n", 1)[0]
-        if " 101 " not in f"{status} " or expected not in response:
-            client.close()
-            raise ClientError(f"websocket upgrade refused: {status!r}")
-        return client
-
-    # -- asyncio.Protocol ------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ClientError(f"the relay closed the connection ({exc or 'EOF'})"))
-
     def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        if self._head is not None:
-            self._head += data
-            end = self._head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._head) > 65536:
-                    self._fail(ClientError("oversized handshake response"))
-                return
-            data = bytes(self._head[end + 4 :])
-            if not self._upgraded.done():
-                self._upgraded.set_result(bytes(self._head[:end]))
-            self._head = None
-        self._buffer += data
+        # Stamped before parsing, so that a result's latency is not the client's own work.
+        self._arrived_at = time.perf_counter()
+        super().data_received(data)
+
+    def _received(self, messages: list[bytes]) -> None:
         try:
-            for message in self._messages():
-                self._handle(message, now)
-        except (ClientError, orjson.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
+            for message in messages:
+                self._handle(message, self._arrived_at)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             self._fail(ClientError(f"bad message from the relay: {exc!r}"))
 
-    # -- frames and messages ---------------------------------------------------------------
-
-    def _messages(self) -> list[bytes]:
-        """Every complete, unfragmented data message in the buffer (the relays under test do
-        not fragment); answers pings, fails on a close frame."""
-        buf, pos, out = self._buffer, 0, []
-        while len(buf) - pos >= 2:
-            first, second = buf[pos], buf[pos + 1]
-            length, start = second & 0x7F, pos + 2
-            if length == 126:
-                if len(buf) - pos < 4:
-                    break
-                length, start = int.from_bytes(buf[start : start + 2], "big"), start + 2
-            elif length == 127:
-                if len(buf) - pos < 10:
-                    break
-                length, start = int.from_bytes(buf[start : start + 8], "big"), start + 8
-            if second & 0x80 or length > _MAX_MESSAGE:
-                raise ClientError("masked or oversized server frame (RFC 6455 §5.1)")
-            if start + length > len(buf):
-                break
-            opcode, payload = first & 0x0F, bytes(buf[start : start + length])
-            pos = start + length
-            if opcode in (1, 2):
-                if not first & 0x80:
-                    raise ClientError("fragmented message")
-                out.append(payload)
-            elif opcode == 9:
-                self._write(masked_frame(payload, opcode=10))
-            elif opcode == 8:
-                raise ClientError(f"the relay closed the websocket: {payload!r}")
-        del buf[:pos]
-        return out
+    def _fail(self, exc: ProtocolViolation) -> None:
+        super()._fail(exc)
+        reject(self._eose, exc)
+        reject(self._all_answered, exc)
 
     def _handle(self, message: bytes, now: float) -> None:
         if message.startswith(b'["OK"'):
@@ -223,27 +120,11 @@ class Customer(asyncio.Protocol):
 
     # -- use -------------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        if self._lost is not None:
-            raise self._lost
-        assert self._transport is not None
-        self._transport.write(data)
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._lost is None:
-            self._lost = exc
-        for future in (self._upgraded, self._eose, self._all_answered):
-            if future is not None and not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved: whoever awaits it re-raises it
-        if self._transport is not None:
-            self._transport.abort()
-
     async def subscribe(self, customers: list[str]) -> None:
         """Results and feedback addressed to ``customers`` (hex pubkeys)."""
         self._eose = asyncio.get_running_loop().create_future()
         request = ["REQ", "jobs", {"kinds": [RESULT_KIND, FEEDBACK_KIND], "#p": customers}]
-        self._write(masked_frame(orjson.dumps(request)))
+        self._write(client_frame(orjson.dumps(request)))
         async with asyncio.timeout(OPEN_TIMEOUT):
             await self._eose
 
@@ -262,8 +143,3 @@ class Customer(asyncio.Protocol):
         sent_at = time.perf_counter()
         self._write(b"".join(frames))
         return sent_at
-
-    def close(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(masked_frame((1000).to_bytes(2, "big"), opcode=8))
-            self._transport.close()

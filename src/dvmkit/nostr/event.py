@@ -130,10 +130,12 @@ class UnsignedEvent:
     def sign(self, keys: Keys, *, aux: bytes | None = None) -> Event:
         if keys.public_key != self.pubkey:
             raise InvalidEvent("the signing key is not the event's pubkey")
-        event_id = compute_id(self.pubkey, self.created_at, self.kind, self.tags, self.content)
-        sig = keys.sign(bytes.fromhex(event_id), aux).hex()
-        return Event(
-            event_id, self.pubkey, self.created_at, self.kind, self.tags, self.content, sig
+        digest = hashlib.sha256(
+            serialize(self.pubkey, self.created_at, self.kind, self.tags, self.content)
+        ).digest()
+        sig = keys.sign_id(digest) if aux is None else keys.sign(digest, aux).hex()
+        return _make_event(
+            digest.hex(), self.pubkey, self.created_at, self.kind, self.tags, self.content, sig
         )
 
 

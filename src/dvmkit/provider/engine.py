@@ -109,6 +109,8 @@ class Engine:
         self._latencies: collections.deque[float] = collections.deque(maxlen=2048)
         self._counts = collections.Counter[str]()
         self._tg: asyncio.TaskGroup | None = None
+        self._sent: list[str] = []
+        self._sent_ready = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class Engine:
         """Resume, then serve until cancelled. Sets ``ready`` once the DVM is listening."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            tg.create_task(self._mark_sent_batches(), name="dvm outbox marker")
             await self.resume()
             for n in range(self.limits.concurrency):
                 tg.create_task(self._worker(), name=f"dvm worker {n}")
@@ -432,36 +435,31 @@ class Engine:
             self._running -= 1
 
     async def _run_handler(self, entry: _Entry) -> str:
-        failure: Exception | None = None
-        content = ""
-        async with asyncio.timeout(self.limits.job_timeout), asyncio.TaskGroup() as tg:
-            notice = tg.create_task(self._notice_later(entry.request))
-            try:
+        # The processing notice is a timer, not a task per job: most jobs finish before it.
+        notice = asyncio.get_running_loop().call_later(
+            self.limits.processing_notice, self._notice, entry.request
+        )
+        try:
+            async with asyncio.timeout(self.limits.job_timeout):
                 data = await inputs.resolve(
                     entry.request, pool=self.pool, limits=self.limits, store=self.store
                 )
-                content = await self.handler.call(entry.job, entry.kwargs, data)
-            except Exception as exc:
-                # Raised past the group, a TaskGroup would wrap it in an ExceptionGroup and
-                # a handler's JobError would read as INTERNAL_ERROR: re-raise it outside.
-                failure = exc
-            finally:
-                notice.cancel()
-        if isinstance(failure, TimeoutError):
-            # The handler's own timeout (say, of an HTTP call it made), not the job's limit:
-            # an unexpected failure of the handler, reported as such.
-            log.error("job %s: handler %s timed out inside", entry.request.id, self.handler.name)
-            raise JobError(ErrorCode.INTERNAL_ERROR, "the DVM failed")
-        if failure is not None:
-            raise failure
-        return content
+                try:
+                    return await self.handler.call(entry.job, entry.kwargs, data)
+                except TimeoutError:
+                    # The handler's own timeout (say, of an HTTP call it made): at the job's
+                    # limit the handler is cancelled instead. A failure of the handler.
+                    log.error(
+                        "job %s: handler %s timed out inside", entry.request.id, self.handler.name
+                    )
+                    raise JobError(ErrorCode.INTERNAL_ERROR, "the DVM failed") from None
+        finally:
+            notice.cancel()
 
-    async def _notice_later(self, request: JobRequest) -> None:
-        await asyncio.sleep(self.limits.processing_notice)
-        try:
-            await self._report(request, StatusKind.PROCESSING, "", None)
-        except DVMError as exc:  # a notice that cannot be sent must not fail the job
-            log.warning("job %s: processing notice not sent: %s", request.id, exc)
+    def _notice(self, request: JobRequest) -> None:
+        # _spawn guards the report: a notice that cannot be sent never fails the job.
+        if self._tg is not None:
+            self._spawn(self._report(request, StatusKind.PROCESSING, "", None))
 
     async def _report(
         self, request: JobRequest, status: StatusKind, content: str, message: str | None
@@ -643,9 +641,19 @@ class Engine:
         targets = [t for t in dict.fromkeys(targets) if t in self.pool.relays]
         result = await self.pool.publish(event, wait="first", relays=targets)
         if result.ok:
-            await self.store.mark_sent([event.id])
+            # Marked sent in batches: a store round trip per event would cost a quarter of
+            # a quick job. Unmarked ids left by a crash are re-sent, same ids (harmless).
+            self._sent.append(event.id)
+            self._sent_ready.set()
         else:
             log.warning("event %s reached no relay; it stays in the outbox", event.id)
+
+    async def _mark_sent_batches(self) -> None:
+        while True:
+            await self._sent_ready.wait()
+            self._sent_ready.clear()
+            batch, self._sent = self._sent, []
+            await self.store.mark_sent(batch)
 
     async def _resend(self, job_id: str) -> None:
         """A request seen again: send what was already said about it, with the same ids."""

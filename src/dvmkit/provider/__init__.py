@@ -2,7 +2,7 @@
 
 from dvmkit.provider.config import Limits, PaymentProcessor, PaymentRequest
 from dvmkit.provider.dvm import DVM
-from dvmkit.provider.engine import ProviderStats
 from dvmkit.provider.job import Job
+from dvmkit.provider.stats import ProviderStats
 
 __all__ = ["DVM", "Job", "Limits", "PaymentProcessor", "PaymentRequest", "ProviderStats"]

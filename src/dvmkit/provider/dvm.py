@@ -37,8 +37,9 @@ from dvmkit.protocol.announce import announcement_event, nip89_event
 from dvmkit.protocol.heartbeat import heartbeat_event
 from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND
 from dvmkit.provider.config import Limits, PaymentProcessor, Price
-from dvmkit.provider.engine import Engine, ProviderStats
+from dvmkit.provider.engine import Engine
 from dvmkit.provider.handler import Handler
+from dvmkit.provider.stats import ProviderStats
 from dvmkit.relay.pool import RelayPool
 from dvmkit.store import JobStore, SQLiteJobStore
 

@@ -5,7 +5,9 @@ checked, parsed and admitted into the job store (the request id is the job's ide
 request seen on five relays, or re-published, runs once), queued, and run by a bounded set of
 workers. Every state change is committed together with the signed event that announces it
 before that event is published (DESIGN.md §5), so after a crash :meth:`Engine.resume` re-runs
-unfinished jobs and re-sends unsent events with their original ids.
+unfinished jobs and re-sends unsent events with their original ids. Committing and
+announcing is the :class:`~dvmkit.provider.ledger.Ledger`'s job, publishing the
+:class:`~dvmkit.provider.sender.Sender`'s; the engine decides what happens to each job.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from dvmkit.errors import DVMError, JobError, PaymentError, ProtocolError
 from dvmkit.nostr import nip40
-from dvmkit.nostr.event import Event, UnsignedEvent
+from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import (
     MODERN_KIND,
@@ -33,13 +35,15 @@ from dvmkit.protocol.job import (
     parse_request,
 )
 from dvmkit.protocol.legacy import decrypt_legacy_params
-from dvmkit.protocol.response import result_event, status_event
 from dvmkit.provider import inputs
 from dvmkit.provider.config import Limits, PaymentProcessor, PaymentRequest, Price
 from dvmkit.provider.handler import Handler
 from dvmkit.provider.job import Job
-from dvmkit.relay.pool import RelayPool, relay_url
-from dvmkit.store import JobRecord, JobState, JobStore, OutboxEvent
+from dvmkit.provider.ledger import Ledger
+from dvmkit.provider.sender import Sender
+from dvmkit.provider.stats import Counters, ProviderStats
+from dvmkit.relay.pool import RelayPool
+from dvmkit.store import JobRecord, JobState, JobStore
 
 log = logging.getLogger("dvmkit.provider")
 
@@ -55,21 +59,6 @@ class _Entry:
     admitted: float  # monotonic time, for latency
     task: asyncio.Task[None] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderStats:
-    """A snapshot for heartbeats, ``dvm status`` and tests."""
-
-    running: int
-    queued: int
-    done: int
-    failed: int
-    cancelled: int
-    rejected: int
-    ignored: int
-    latency_p50_ms: float | None
-    latency_p99_ms: float | None
 
 
 class Engine:
@@ -106,11 +95,21 @@ class Engine:
         self._active: dict[str, _Entry] = {}
         self._per_customer: collections.Counter[str] = collections.Counter()
         self._running = 0
-        self._latencies: collections.deque[float] = collections.deque(maxlen=2048)
-        self._counts = collections.Counter[str]()
+        self._stats = Counters()
+        self._counts = self._stats.counts
         self._tg: asyncio.TaskGroup | None = None
-        self._sent: list[str] = []
-        self._sent_ready = asyncio.Event()
+        self.sender = Sender(
+            pool=pool, store=store, relays=relays, extra_relays=limits.extra_relays
+        )
+        self.ledger = Ledger(
+            keys=keys,
+            store=store,
+            sender=self.sender,
+            counts=self._counts,
+            on_final=self._release,
+            compact_results_above=limits.compact_results_above,
+            clock=clock,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -132,7 +131,7 @@ class Engine:
         """Resume, then serve until cancelled. Sets ``ready`` once the DVM is listening."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            tg.create_task(self._mark_sent_batches(), name="dvm outbox marker")
+            tg.create_task(self.sender.run(), name="dvm outbox marker")
             await self.resume()
             for n in range(self.limits.concurrency):
                 tg.create_task(self._worker(), name=f"dvm worker {n}")
@@ -153,7 +152,7 @@ class Engine:
                 self._spawn(self._await_payment(request, record.price_msat, record.payment_ref))
                 continue
             if record.state is JobState.PAYMENT_REQUIRED:
-                await self._finish_error(
+                await self.ledger.fail(
                     request,
                     ErrorCode.PAYMENT_TIMEOUT,
                     "the DVM restarted without a way to confirm payment; send the job again",
@@ -170,7 +169,7 @@ class Engine:
             try:
                 kwargs = self.handler.bind(request)
             except JobError as exc:  # admitted under an older handler signature
-                await self._finish_error(request, exc.code, exc.message, expect=(JobState.QUEUED,))
+                await self.ledger.fail(request, exc.code, exc.message, expect=(JobState.QUEUED,))
                 continue
             self._hold(request).kwargs = kwargs
             self._queue.put_nowait(self._active[request.id])
@@ -179,7 +178,7 @@ class Engine:
                 event = Event.from_json(item.event_json)
             except DVMError:
                 continue
-            await self._send(event, item.relays)
+            await self.sender.send(event, item.relays)
 
     def _reparse(self, record: JobRecord) -> JobRequest | None:
         try:
@@ -226,7 +225,9 @@ class Engine:
             self._counts["ignored"] += 1
             return
         except JobError as exc:
-            self._spawn(self._reject(answerable_request(event), exc.code, exc.message, store=True))
+            self._spawn(
+                self.ledger.reject(answerable_request(event), exc.code, exc.message, store=True)
+            )
             return
         self._admit(request)
 
@@ -240,21 +241,23 @@ class Engine:
         try:
             kwargs = self.handler.bind(request)
         except JobError as exc:
-            self._spawn(self._reject(request, exc.code, exc.message, store=True))
+            self._spawn(self.ledger.reject(request, exc.code, exc.message, store=True))
             return
         if len(self._active) >= self.limits.max_queue + self.limits.concurrency:
-            self._spawn(self._reject(request, ErrorCode.RATE_LIMITED, "the DVM is full; retry"))
+            self._spawn(
+                self.ledger.reject(request, ErrorCode.RATE_LIMITED, "the DVM is full; retry")
+            )
             return
         if self._per_customer[request.customer] >= self.limits.per_customer:
             message = f"at most {self.limits.per_customer} jobs per customer at once; retry"
-            self._spawn(self._reject(request, ErrorCode.RATE_LIMITED, message))
+            self._spawn(self.ledger.reject(request, ErrorCode.RATE_LIMITED, message))
             return
         entry = self._hold(request)
         entry.kwargs = kwargs
         self._spawn(self._store_new(entry))
 
     def _hold(self, request: JobRequest) -> _Entry:
-        entry = _Entry(request, Job(request, self._report), time.monotonic())
+        entry = _Entry(request, Job(request, self.ledger.report), time.monotonic())
         self._active[request.id] = entry
         self._per_customer[request.customer] += 1
         return entry
@@ -275,16 +278,16 @@ class Engine:
             # INTERNAL_ERROR (details in our log only) and the DVM serves on.
             log.exception("job %s: the price function failed", request.id)
             self._release(request.id)
-            await self._reject(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
+            await self.ledger.reject(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
             return
         state = JobState.QUEUED if price == 0 else JobState.PAYMENT_REQUIRED
-        record = self._record(request, state, price_msat=price)
+        record = self.ledger.record(request, state, price_msat=price)
         if price == 0:
             if await self.store.insert(record):
                 self._queue.put_nowait(entry)
             else:
                 self._release(request.id)
-                await self._resend(request.id)
+                await self.sender.resend(request.id)
             return
         await self._ask_payment(entry, record, price)
 
@@ -308,7 +311,7 @@ class Engine:
             payment = await self.payments.request(request.id, price, request)
         except PaymentError as exc:
             self._release(request.id)
-            await self._reject(
+            await self.ledger.reject(
                 request, ErrorCode.SERVICE_UNAVAILABLE, f"cannot take payment: {exc}"
             )
             return
@@ -316,27 +319,24 @@ class Engine:
             # A payment backend's own bug ends this job's errand, not the DVM.
             log.exception("job %s: the payment processor failed to ask for payment", request.id)
             self._release(request.id)
-            await self._reject(request, ErrorCode.SERVICE_UNAVAILABLE, "cannot take payment now")
-            return
-        event = self._sign(
-            status_event(
-                request,
-                StatusKind.PAYMENT_REQUIRED,
-                provider=self.me,
-                created_at=int(self.clock()),
-                amount_msat=payment.amount_msat,
-                bolt11=payment.bolt11,
-                methods=payment.methods,
-                keys=self.keys,
+            await self.ledger.reject(
+                request, ErrorCode.SERVICE_UNAVAILABLE, "cannot take payment now"
             )
+            return
+        event = self.ledger.status(
+            request,
+            StatusKind.PAYMENT_REQUIRED,
+            amount_msat=payment.amount_msat,
+            bolt11=payment.bolt11,
+            methods=payment.methods,
         )
         ref = payment.reference or payment.bolt11
         stored = dataclasses.replace(record, payment_ref=ref)
-        if not await self.store.insert(stored, outbox=[self._outbox(event, request)]):
+        if not await self.store.insert(stored, outbox=[self.ledger.outbox(event, request)]):
             self._release(request.id)
-            await self._resend(request.id)
+            await self.sender.resend(request.id)
             return
-        await self._send(event, request.relays)
+        await self.sender.send(event, request.relays)
         await self._await_payment(request, price, ref, payment)
 
     async def _await_payment(
@@ -362,26 +362,26 @@ class Engine:
             return
         except TimeoutError:
             message = "payment was not confirmed in time; send the job again to retry"
-            await self._finish_error(
+            await self.ledger.fail(
                 request, ErrorCode.PAYMENT_TIMEOUT, message, expect=unpaid, to=JobState.EXPIRED
             )
             self._release(request.id)
             return
         except PaymentError as exc:
-            await self._finish_error(request, ErrorCode.PAYMENT_FAILED, str(exc), expect=unpaid)
+            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, str(exc), expect=unpaid)
             self._release(request.id)
             return
         except Exception:
             log.exception("job %s: the payment processor failed to confirm", request.id)
             message = "the payment could not be confirmed"
-            await self._finish_error(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
+            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
             self._release(request.id)
             return
         finally:
             entry.task = None
         if paid < price:
             message = f"received {paid} of {price} msat"
-            await self._finish_error(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
+            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
             self._release(request.id)
             return
         if await self.store.transition(
@@ -419,18 +419,18 @@ class Engine:
                 return  # the customer cancelled; cancel() already answered
             raise
         except JobError as exc:
-            await self._finish_error(request, exc.code, exc.message)
+            await self.ledger.fail(request, exc.code, exc.message)
         except TimeoutError:
-            await self._finish_error(
+            await self.ledger.fail(
                 request, ErrorCode.TIMEOUT, f"the job ran longer than {self.limits.job_timeout:g} s"
             )
         except Exception:
             # The traceback goes to our log only: it may quote inputs or configuration.
             log.exception("job %s: handler %s failed", request.id, self.handler.name)
-            await self._finish_error(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
+            await self.ledger.fail(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
         else:
-            await self._finish_success(request, content)
-            self._latencies.append(time.monotonic() - entry.admitted)
+            await self.ledger.succeed(request, content)
+            self._stats.latencies.append(time.monotonic() - entry.admitted)
         finally:
             self._running -= 1
 
@@ -459,121 +459,7 @@ class Engine:
     def _notice(self, request: JobRequest) -> None:
         # _spawn guards the report: a notice that cannot be sent never fails the job.
         if self._tg is not None:
-            self._spawn(self._report(request, StatusKind.PROCESSING, "", None))
-
-    async def _report(
-        self, request: JobRequest, status: StatusKind, content: str, message: str | None
-    ) -> None:
-        """A processing or partial status: stored with the (unchanged) state, then sent."""
-        event = self._sign(
-            status_event(
-                request,
-                status,
-                provider=self.me,
-                created_at=int(self.clock()),
-                content=content,
-                message=message,
-                keys=self.keys,
-            )
-        )
-        if await self.store.transition(
-            request.id,
-            expect=JobState.PROCESSING,
-            to=JobState.PROCESSING,
-            outbox=[self._outbox(event, request)],
-        ):
-            await self._send(event, request.relays)
-
-    async def _finish_success(self, request: JobRequest, content: str) -> None:
-        now = int(self.clock())
-        event = self._sign(
-            result_event(request, content, provider=self.me, created_at=now, keys=self.keys)
-        )
-        if len(event.to_json_bytes()) > self.limits.compact_results_above:
-            # A legacy result repeats the request (``request`` and ``i`` tags); with a large
-            # request that can pass what relays accept. Clients link by ``e`` anyway.
-            event = self._sign(
-                result_event(
-                    request, content, provider=self.me, created_at=now, keys=self.keys, compact=True
-                )
-            )
-        if await self.store.transition(
-            request.id,
-            expect=JobState.PROCESSING,
-            to=JobState.SUCCESS,
-            outbox=[self._outbox(event, request)],
-            result_event_id=event.id,
-        ):
-            self._counts["done"] += 1
-            # Finished as of this commit: a re-publish from here on is answered from the store.
-            self._release(request.id)
-            await self._send(event, request.relays)
-
-    async def _finish_error(
-        self,
-        request: JobRequest,
-        code: str,
-        message: str,
-        *,
-        expect: Sequence[JobState] = (JobState.PROCESSING,),
-        to: JobState = JobState.ERROR,
-    ) -> None:
-        event = self._error_event(request, code, message)
-        if await self.store.transition(
-            request.id,
-            expect=expect,
-            to=to,
-            outbox=[self._outbox(event, request)],
-            error_code=str(code),
-            error_message=message,
-        ):
-            self._counts["failed"] += 1
-            self._release(request.id)
-            await self._send(event, request.relays)
-
-    async def _reject(
-        self, request: JobRequest, code: str, message: str, *, store: bool = False
-    ) -> None:
-        """Answer ``error`` without running. ``store``: remember it, so a re-sent request
-        gets the same answer (bad input); rate limits are not remembered (retrying helps)."""
-        self._counts["rejected"] += 1
-        event = self._error_event(request, code, message)
-        if store:
-            record = self._record(
-                request, JobState.ERROR, error_code=str(code), error_message=message
-            )
-            if not await self.store.insert(record, outbox=[self._outbox(event, request)]):
-                await self._resend(request.id)
-                return
-        await self._send(event, request.relays)
-
-    def _record(self, request: JobRequest, state: JobState, **fields: Any) -> JobRecord:
-        """A new job record for ``request``, as received now."""
-        now = self.clock()
-        return JobRecord(
-            id=request.id,
-            dialect=request.dialect,
-            customer=request.customer,
-            kind=request.kind,
-            request=request.event.to_json(),
-            state=state,
-            created_at=now,
-            updated_at=now,
-            **fields,
-        )
-
-    def _error_event(self, request: JobRequest, code: str, message: str) -> Event:
-        return self._sign(
-            status_event(
-                request,
-                StatusKind.ERROR,
-                provider=self.me,
-                created_at=int(self.clock()),
-                code=code,
-                message=message,
-                keys=self.keys,
-            )
-        )
+            self._spawn(self.ledger.report(request, StatusKind.PROCESSING, "", None))
 
     # -- cancelling ---------------------------------------------------------------------------
 
@@ -584,84 +470,15 @@ class Engine:
             return False
         entry = self._active.get(job_id)
         request = entry.request if entry is not None else self._reparse(record)
-        if request is None:
+        if request is None or not await self.ledger.cancelled(request):
             return False
-        event = self._sign(
-            status_event(
-                request,
-                StatusKind.CANCELLED,
-                provider=self.me,
-                created_at=int(self.clock()),
-                keys=self.keys,
-            )
-        )
-        moved = await self.store.transition(
-            job_id,
-            expect=_NOT_FINISHED,
-            to=JobState.CANCELLED,
-            outbox=[self._outbox(event, request)],
-        )
-        if not moved:
-            return False
-        self._counts["cancelled"] += 1
         if entry is not None:
             entry.job._cancel()
             if entry.task is not None:
                 entry.task.cancel()
-        await self._send(event, request.relays)
         return True
 
-    # -- sending ------------------------------------------------------------------------------
-
-    def _sign(self, template: UnsignedEvent) -> Event:
-        return template.sign(self.keys)
-
-    def _outbox(self, event: Event, request: JobRequest) -> OutboxEvent:
-        return OutboxEvent.from_event(event, request.relays)
-
-    async def _send(self, event: Event, extra: Sequence[str]) -> None:
-        """Publish to our relays and the request's ``relays``, then mark the event sent."""
-        # The pool knows relays by their normal form (relay_url); so must the targets.
-        targets = [relay_url(url) for url in self.relays]
-        for raw in extra:
-            try:
-                url = relay_url(raw)
-            except DVMError:
-                continue  # from the request (untrusted): no relay can be dialled at it
-            if url in targets:
-                continue
-            if url in self.pool.relays:
-                targets.append(url)
-            elif len(self.pool.relays) < len(self.relays) + self.limits.extra_relays:
-                try:
-                    await self.pool.add_relay(url)
-                    targets.append(url)
-                except DVMError:
-                    pass
-        targets = [t for t in dict.fromkeys(targets) if t in self.pool.relays]
-        result = await self.pool.publish(event, wait="first", relays=targets)
-        if result.ok:
-            # Marked sent in batches: a store round trip per event would cost a quarter of
-            # a quick job. Unmarked ids left by a crash are re-sent, same ids (harmless).
-            self._sent.append(event.id)
-            self._sent_ready.set()
-        else:
-            log.warning("event %s reached no relay; it stays in the outbox", event.id)
-
-    async def _mark_sent_batches(self) -> None:
-        while True:
-            await self._sent_ready.wait()
-            self._sent_ready.clear()
-            batch, self._sent = self._sent, []
-            await self.store.mark_sent(batch)
-
-    async def _resend(self, job_id: str) -> None:
-        """A request seen again: send what was already said about it, with the same ids."""
-        for item in await self.store.job_events(job_id):
-            try:
-                await self._send(Event.from_json(item.event_json), item.relays)
-            except DVMError:
-                continue
+    # -- helpers ----------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         assert self._tg is not None, "the engine is not running"
@@ -670,24 +487,7 @@ class Engine:
     # -- stats ------------------------------------------------------------------------------
 
     def stats(self) -> ProviderStats:
-        ordered = sorted(self._latencies)
-
-        def pct(q: float) -> float | None:
-            if not ordered:
-                return None
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-        return ProviderStats(
-            running=self._running,
-            queued=self._queue.qsize(),
-            done=self._counts["done"],
-            failed=self._counts["failed"],
-            cancelled=self._counts["cancelled"],
-            rejected=self._counts["rejected"],
-            ignored=self._counts["ignored"],
-            latency_p50_ms=pct(0.5),
-            latency_p99_ms=pct(0.99),
-        )
+        return self._stats.snapshot(running=self._running, queued=self._queue.qsize())
 
 
 async def _guarded(coro: Coroutine[Any, Any, Any]) -> None:

@@ -1,0 +1,179 @@
+"""State changes a job goes through, each committed with the event that announces it.
+
+DESIGN.md §5: every transition is written to the job store before the event that announces
+it is published, so that after a crash the store says exactly what was said. The ledger
+builds the event in the request's dialect, commits the transition with it in the outbox,
+and only then hands it to the :class:`~dvmkit.provider.sender.Sender`.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dvmkit.nostr.event import Event
+from dvmkit.nostr.keys import Keys
+from dvmkit.protocol.job import JobRequest, StatusKind
+from dvmkit.protocol.response import result_event, status_event
+from dvmkit.provider.sender import Sender
+from dvmkit.store import JobRecord, JobState, JobStore, OutboxEvent
+
+
+class Ledger:
+    """Commits and announces job state changes for one DVM.
+
+    Args:
+        keys: the DVM's keys (author of every answer; decrypts and encrypts legacy params).
+        store: the job store.
+        sender: publishes what was committed.
+        counts: the engine's counters (done, failed, rejected).
+        on_final: called with a job id once its final state is committed, before the
+            answer is sent, so that a re-publish from then on is answered from the store.
+        compact_results_above: see :class:`~dvmkit.provider.config.Limits`.
+        clock: unix time.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Keys,
+        store: JobStore,
+        sender: Sender,
+        counts: collections.Counter[str],
+        on_final: Callable[[str], None],
+        compact_results_above: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.me = keys.public_key
+        self.store = store
+        self.sender = sender
+        self.counts = counts
+        self.on_final = on_final
+        self.compact_results_above = compact_results_above
+        self.clock = clock
+
+    # -- building -----------------------------------------------------------------------------
+
+    def status(self, request: JobRequest, status: StatusKind, **fields: Any) -> Event:
+        """A signed status about ``request`` in its dialect (see ``protocol.status_event``)."""
+        return status_event(
+            request,
+            status,
+            provider=self.me,
+            created_at=int(self.clock()),
+            keys=self.keys,
+            **fields,
+        ).sign(self.keys)
+
+    def error(self, request: JobRequest, code: str, message: str) -> Event:
+        return self.status(request, StatusKind.ERROR, code=code, message=message)
+
+    def outbox(self, event: Event, request: JobRequest) -> OutboxEvent:
+        return OutboxEvent.from_event(event, request.relays)
+
+    def record(self, request: JobRequest, state: JobState, **fields: Any) -> JobRecord:
+        """A new job record for ``request``, as received now."""
+        now = self.clock()
+        return JobRecord(
+            id=request.id,
+            dialect=request.dialect,
+            customer=request.customer,
+            kind=request.kind,
+            request=request.event.to_json(),
+            state=state,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
+
+    # -- committing ---------------------------------------------------------------------------
+
+    async def report(
+        self, request: JobRequest, status: StatusKind, content: str, message: str | None
+    ) -> None:
+        """A processing or partial status: stored with the (unchanged) state, then sent."""
+        event = self.status(request, status, content=content, message=message)
+        if await self.store.transition(
+            request.id,
+            expect=JobState.PROCESSING,
+            to=JobState.PROCESSING,
+            outbox=[self.outbox(event, request)],
+        ):
+            await self.sender.send(event, request.relays)
+
+    async def succeed(self, request: JobRequest, content: str) -> None:
+        now = int(self.clock())
+        event = result_event(
+            request, content, provider=self.me, created_at=now, keys=self.keys
+        ).sign(self.keys)
+        if len(event.to_json_bytes()) > self.compact_results_above:
+            # A legacy result repeats the request (``request`` and ``i`` tags); with a large
+            # request that can pass what relays accept. Clients link by ``e`` anyway.
+            event = result_event(
+                request, content, provider=self.me, created_at=now, keys=self.keys, compact=True
+            ).sign(self.keys)
+        if await self.store.transition(
+            request.id,
+            expect=JobState.PROCESSING,
+            to=JobState.SUCCESS,
+            outbox=[self.outbox(event, request)],
+            result_event_id=event.id,
+        ):
+            self.counts["done"] += 1
+            self.on_final(request.id)
+            await self.sender.send(event, request.relays)
+
+    async def fail(
+        self,
+        request: JobRequest,
+        code: str,
+        message: str,
+        *,
+        expect: Sequence[JobState] = (JobState.PROCESSING,),
+        to: JobState = JobState.ERROR,
+    ) -> None:
+        event = self.error(request, code, message)
+        if await self.store.transition(
+            request.id,
+            expect=expect,
+            to=to,
+            outbox=[self.outbox(event, request)],
+            error_code=str(code),
+            error_message=message,
+        ):
+            self.counts["failed"] += 1
+            self.on_final(request.id)
+            await self.sender.send(event, request.relays)
+
+    async def reject(
+        self, request: JobRequest, code: str, message: str, *, store: bool = False
+    ) -> None:
+        """Answer ``error`` without running. ``store``: remember it, so a re-sent request
+        gets the same answer (bad input); rate limits are not remembered (retrying helps)."""
+        self.counts["rejected"] += 1
+        event = self.error(request, code, message)
+        if store:
+            record = self.record(
+                request, JobState.ERROR, error_code=str(code), error_message=message
+            )
+            if not await self.store.insert(record, outbox=[self.outbox(event, request)]):
+                await self.sender.resend(request.id)
+                return
+        await self.sender.send(event, request.relays)
+
+    async def cancelled(self, request: JobRequest) -> bool:
+        """Move an unfinished job to ``cancelled`` and say so; False when it had finished."""
+        event = self.status(request, StatusKind.CANCELLED)
+        if not await self.store.transition(
+            request.id,
+            expect=[s for s in JobState if not s.terminal],
+            to=JobState.CANCELLED,
+            outbox=[self.outbox(event, request)],
+        ):
+            return False
+        self.counts["cancelled"] += 1
+        await self.sender.send(event, request.relays)
+        return True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.filters import Filter
@@ -10,6 +13,16 @@ from dvmkit.nostr.keys import Keys
 from dvmkit.relay.storage import EventStore, SaveOutcome
 
 NOW = 1_700_000_000
+
+
+@pytest.fixture
+def store() -> Iterator[EventStore]:
+    # Closed explicitly: Python 3.13 warns about sqlite connections left to the collector.
+    opened = EventStore()
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def save(store: EventStore, event: Event, expiration: int | None = None) -> SaveOutcome:
@@ -22,8 +35,7 @@ def query(store: EventStore, *filters: Filter, now: int = NOW) -> list[Event]:
     return [Event.from_json(raw) for raw in raws]
 
 
-def test_save_query_count_and_duplicate() -> None:
-    store = EventStore()
+def test_save_query_count_and_duplicate(store: EventStore) -> None:
     keys = Keys.generate()
     event = sign_event(
         keys, kind=1, content="x", tags=[["t", "a"], ["e", "f" * 64]], created_at=NOW
@@ -39,16 +51,14 @@ def test_save_query_count_and_duplicate() -> None:
     assert len(store) == 1
 
 
-def test_empty_lists_match_nothing() -> None:
-    store = EventStore()
+def test_empty_lists_match_nothing(store: EventStore) -> None:
     save(store, sign_event(Keys.generate(), kind=1, created_at=NOW))
     assert query(store, Filter.build(kinds=[])) == []
     assert query(store, Filter.build(tags={"t": []})) == []
     assert store.count([Filter.build(ids=[])], now=NOW) == 0
 
 
-def test_long_value_lists_and_huge_timestamps() -> None:
-    store = EventStore()
+def test_long_value_lists_and_huge_timestamps(store: EventStore) -> None:
     keys = [Keys.generate() for _ in range(3)]
     events = [sign_event(k, kind=1, created_at=NOW) for k in keys]
     for event in events:
@@ -58,8 +68,7 @@ def test_long_value_lists_and_huge_timestamps() -> None:
     assert {e.id for e in query(store, flt)} == {e.id for e in events}
 
 
-def test_replaceable_rules() -> None:
-    store = EventStore()
+def test_replaceable_rules(store: EventStore) -> None:
     keys = Keys.generate()
     new = sign_event(keys, kind=3, created_at=NOW)
     old = sign_event(keys, kind=3, created_at=NOW - 1)
@@ -68,8 +77,7 @@ def test_replaceable_rules() -> None:
     assert query(store, Filter.build(kinds=[3])) == [new]
 
 
-def test_expired_rows_are_hidden_then_purged() -> None:
-    store = EventStore()
+def test_expired_rows_are_hidden_then_purged(store: EventStore) -> None:
     event = sign_event(Keys.generate(), kind=1, created_at=NOW)
     save(store, event, expiration=NOW + 10)
     assert query(store, Filter(), now=NOW) == [event]
@@ -78,8 +86,7 @@ def test_expired_rows_are_hidden_then_purged() -> None:
     assert len(store) == 0
 
 
-def test_deletion_of_a_deletion_has_no_effect() -> None:
-    store = EventStore()
+def test_deletion_of_a_deletion_has_no_effect(store: EventStore) -> None:
     keys = Keys.generate()
     note = sign_event(keys, kind=1, created_at=NOW)
     save(store, note)

@@ -1,5 +1,7 @@
 """``dvm serve FILE.py:dvm``: run a DVM defined in a Python file, configured from the outside.
 
+``dvm serve --builtin NAME`` serves one of dvmkit's own DVMs (:mod:`dvmkit.dvms`) instead.
+
 Settings come from, in order of precedence: command-line flags, environment variables
 (``NOSTR_SECRET_KEY``, ``DVMKIT_RELAYS`` comma-separated, ``DVMKIT_DB``, ``DVMKIT_KEY_FILE``),
 a TOML file (``--config``), then what the code itself says. The DVM's key comes from
@@ -36,7 +38,16 @@ class ServeError(Exception):
 
 
 def serve_command(
-    target: Annotated[str, typer.Argument(help="FILE.py:NAME or package.module:NAME of a DVM")],
+    target: Annotated[
+        str | None,
+        typer.Argument(help="FILE.py:NAME or package.module:NAME of a DVM", show_default=False),
+    ] = None,
+    builtin: Annotated[
+        str | None,
+        typer.Option(
+            "--builtin", help="serve a built-in DVM: count, echo, pow, search or trending"
+        ),
+    ] = None,
     relay: Annotated[
         list[str] | None, typer.Option("--relay", "-r", help="relay URL (repeatable)")
     ] = None,
@@ -65,7 +76,7 @@ def serve_command(
 ) -> None:
     """Serve a DVM until SIGINT or SIGTERM."""
     try:
-        dvm = load_dvm(target)
+        dvm = _choose(target, builtin)
         settings = read_config(config) if config is not None else {}
         apply_settings(dvm, settings, relays=relay, sec=sec, key_file=key_file, db=db)
     except (ServeError, DVMError, ValueError) as exc:
@@ -83,6 +94,30 @@ def serve_command(
         )
 
     dvm.run(on_ready=ready)
+
+
+def _choose(target: str | None, builtin: str | None) -> DVM:
+    if builtin is None:
+        if target is None:
+            raise ServeError("name a DVM: FILE.py:NAME, or --builtin NAME")
+        return load_dvm(target)
+    if target is not None:
+        raise ServeError("give either FILE.py:NAME or --builtin NAME, not both")
+    return load_builtin(builtin)
+
+
+def load_builtin(name: str) -> DVM:
+    """A built-in DVM, with no relays yet (the flags, env or TOML give them).
+
+    Raises:
+        ServeError: no built-in DVM has that name; the message lists them.
+    """
+    from dvmkit import dvms  # only `--builtin` pays for importing them
+
+    try:
+        return dvms.build(name, relays=[])
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
 
 
 def load_dvm(target: str) -> DVM:

@@ -26,7 +26,7 @@ import logging
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +45,8 @@ from dvmkit.store import JobStore, SQLiteJobStore
 
 log = logging.getLogger("dvmkit.provider")
 F = TypeVar("F", bound=Callable[..., Any])
+Background = Callable[[RelayPool], Coroutine[Any, Any, None]]
+B = TypeVar("B", bound=Background)
 
 
 class DVM:
@@ -120,6 +122,7 @@ class DVM:
         self._store_path = store_path
         self._handler: Handler | None = None
         self._engine: Engine | None = None
+        self._background: list[Background] = []
 
     def __repr__(self) -> str:
         return f"DVM(name={self.name!r}, pubkey={self.keys.public_key!r})"
@@ -167,6 +170,17 @@ class DVM:
         if self._handler is not None:
             raise TypeError(f"{self.name} already has a handler ({self._handler.name})")
         self._handler = Handler(func)
+        return func
+
+    def background(self, func: B) -> B:
+        """Register ``async def task(pool)`` to run while the DVM serves; returns it unchanged.
+
+        For work a handler relies on but no job starts: an index fed by a subscription, a
+        cache refreshed on a timer. It starts with the engine, on the DVM's own
+        :class:`RelayPool`, and is cancelled when serving stops; an exception it lets out
+        stops the DVM (structured concurrency: no task outlives or hides its failure).
+        """
+        self._background.append(func)
         return func
 
     def params_schema(self) -> dict[str, Any]:
@@ -263,6 +277,10 @@ class DVM:
                 tasks = [
                     tg.create_task(engine.run(ready), name=f"{self.name} engine"),
                     tg.create_task(self._beat(pool), name=f"{self.name} heartbeat"),
+                    *(
+                        tg.create_task(task(pool), name=f"{self.name} {task.__name__}")
+                        for task in self._background
+                    ),
                 ]
                 try:
                     await ready.wait()

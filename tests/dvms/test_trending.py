@@ -1,0 +1,75 @@
+"""The trending DVM: notes ranked by the reactions, reposts and zaps seen on the relay."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dvmkit.dvms import trending
+from dvmkit.dvms.notes import WEIGHTS
+from dvmkit.nostr.event import Event, sign_event
+from dvmkit.nostr.keys import Keys
+
+from .conftest import FAST, ask, customer_on, error_of, note, publish_all, result_of
+
+
+def engage(keys: Keys, kind: int, target: Event, *, content: str = "+") -> Event:
+    tags = [["e", target.id], ["p", target.pubkey]]
+    if kind == 7:
+        # NIP-25: the reacted-to note is the last e tag; an earlier one is the thread root.
+        tags = [["e", "ab" * 32], *tags]
+    return sign_event(keys, kind=kind, content=content, tags=tags, created_at=int(time.time()))
+
+
+async def test_ranks_recent_notes_by_weighted_engagement(relay_url: str) -> None:
+    now = int(time.time())
+    fans = [Keys.generate() for _ in range(4)]
+    author = Keys.generate()
+    notes = [note(author, f"note {n}", now - 600 + n) for n in range(4)]
+    old = note(author, "old but loved", now - 5 * 86_400)
+    plan = {  # note -> engagement kinds it gets
+        0: [7, 7, 7],  # 3
+        1: [6, 9735],  # 5
+        2: [7],  # 1 (its downvote below does not count)
+        3: [],
+    }
+    events = [*notes, old]
+    for n, kinds in plan.items():
+        events += [engage(fans[i], kind, notes[n]) for i, kind in enumerate(kinds)]
+    events.append(engage(fans[3], 7, notes[2], content="-"))
+    events += [engage(fan, 7, old) for fan in fans]
+    await publish_all(relay_url, events)
+    score = {notes[n].id: sum(WEIGHTS[k] for k in kinds) for n, kinds in plan.items() if kinds}
+    expected = sorted(score, key=lambda i: -score[i])
+    async with (
+        trending.build(relays=[relay_url], limits=FAST).running(),
+        customer_on(relay_url) as customer,
+    ):
+        ranked = await ask(customer, 5300)
+        top = await ask(customer, 5300, params=[("max_results", "1"), ("user", author.public_key)])
+        all_time = await ask(customer, 5300, params=[("since", str(now - 7 * 86_400))])
+    assert result_of(ranked) == [["e", i] for i in expected]
+    assert result_of(top) == [["e", expected[0]]]
+    score[old.id] = WEIGHTS[7] * len(fans)
+    assert result_of(all_time) == [["e", i] for i in sorted(score, key=lambda i: -score[i])]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ([("max_results", "-1")], "INVALID_PARAMETER"),
+        ([("max_results", "many")], "INVALID_PARAMETER"),
+        ([("since", "-1")], "INVALID_PARAMETER"),
+        ([("p", "x")], "INVALID_PARAMETER"),
+    ],
+)
+async def test_malformed_params_get_precise_errors(
+    relay_url: str, params: list[tuple[str, str]], code: str
+) -> None:
+    async with (
+        trending.build(relays=[relay_url], limits=FAST).running(),
+        customer_on(relay_url) as customer,
+    ):
+        answer = await ask(customer, 5300, params=params)
+    assert error_of(answer)[0] == code

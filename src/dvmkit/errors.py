@@ -15,8 +15,12 @@ so callers never need to catch anything else::
     │   └── GiftWrapError        a NIP-59 wrap whose seal or inner event does not check out
     ├── RelayError               a relay connection failed or refused (carries the url)
     ├── PaymentError             a payment could not be made or confirmed
+    │   └── PaymentRequired      a DVM asked for a payment the customer will not or cannot make
     ├── StoreError               the job store could not read or write (sqlite/postgres)
-    └── JobError                 a job failed; carries a NIP-90/#1941 error code
+    ├── JobError                 a job failed; carries a NIP-90/#1941 error code
+    │   ├── JobFailed            the DVM answered ``error`` (customer side; carries the DVM)
+    │   └── JobCancelled         the job was cancelled before it produced a result
+    └── NoAnswer                 no live DVM answered in time (customer side)
 
 Messages say what was wrong and, where it helps, what to do; they never contain secrets.
 """
@@ -91,3 +95,49 @@ class JobError(DVMError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class PaymentRequired(PaymentError):
+    """A DVM asked to be paid and the customer did not pay (above its cap, or unpayable).
+
+    Attributes:
+        dvm: the DVM's pubkey.
+        amount_msat: what it asked for.
+        cap_msat: the customer's cap, or None when there was none.
+        bolt11: the invoice it sent, if any (public: an invoice is not a secret).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dvm: str,
+        amount_msat: int,
+        cap_msat: int | None = None,
+        bolt11: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.dvm = dvm
+        self.amount_msat = amount_msat
+        self.cap_msat = cap_msat
+        self.bolt11 = bolt11
+
+
+class JobFailed(JobError):
+    """The DVM answered ``error``; ``code`` and ``message`` are its own, ``dvm`` its pubkey."""
+
+    def __init__(self, code: str, message: str, *, dvm: str) -> None:
+        super().__init__(code, message)
+        self.dvm = dvm
+
+
+class JobCancelled(JobError):
+    """The job was cancelled (by the customer, or the DVM said ``cancelled``)."""
+
+    def __init__(self, message: str, *, dvm: str | None = None) -> None:
+        super().__init__("CANCELLED", message)
+        self.dvm = dvm
+
+
+class NoAnswer(DVMError):
+    """No DVM answered in time, or none was alive to ask."""

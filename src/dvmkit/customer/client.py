@@ -1,0 +1,339 @@
+"""``Customer``: the other side of the market — discover DVMs, ask them for work.
+
+::
+
+    async with Customer(relays=["ws://127.0.0.1:10547"]) as customer:
+        for dvm in await customer.discover("text"):
+            print(dvm.name, "alive" if dvm.alive else "dead")
+        job = await customer.request("text", input="hello")
+        async for update in job.updates():
+            print(update.type, update.dvm)
+        print((await job.result()).content)
+
+The customer owns a :class:`~dvmkit.relay.pool.RelayPool` and one subscription to everything
+``p``-tagged to its key (DVMs tag their answers with the customer, in both dialects), and runs
+each job as a task of its own task group; leaving the ``async with`` ends them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from dvmkit.customer import discovery
+from dvmkit.customer.answers import CHOICES, Choose
+from dvmkit.customer.job import Job, Plan, unique_targets
+from dvmkit.customer.request import ParamValue, build_request
+from dvmkit.customer.values import DEFAULT_CUSTOMER_TIMEOUTS, CustomerTimeouts, DVMInfo
+from dvmkit.errors import NoAnswer, RelayError
+from dvmkit.nostr.event import Event
+from dvmkit.nostr.keys import Keys, is_hex64
+from dvmkit.protocol.modern import cancel_event
+from dvmkit.relay.pool import RelayPool
+
+# Answers dated a little before the subscription opened still belong to this session.
+_SINCE_SLACK = 30
+
+
+class Customer:
+    """A DVM customer on some relays.
+
+    Args:
+        relays: relay URLs to publish requests to and read answers from.
+        keys: the customer's identity; a fresh key for this session when omitted.
+        timeouts: connect, discovery, offer window, re-publish and silence deadlines.
+        clock: unix time (for liveness).
+    """
+
+    def __init__(
+        self,
+        *,
+        relays: Sequence[str],
+        keys: Keys | None = None,
+        timeouts: CustomerTimeouts = DEFAULT_CUSTOMER_TIMEOUTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not relays:
+            raise ValueError("a customer needs at least one relay: start one with `dvm relay`")
+        self.keys = keys or Keys.generate()
+        self.timeouts = timeouts
+        self._clock = clock
+        # NIP-11 documents are not needed to send small requests; skipping them saves a round
+        # trip per relay at start (the CLI's start-to-result time).
+        self._pool = RelayPool(relays=relays, signer=self.keys, fetch_info=False)
+        self._stack = contextlib.AsyncExitStack()
+        self._tg: asyncio.TaskGroup | None = None
+        self._routes: dict[str, Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._latency: dict[str, float] = {}
+        self._known: dict[str, DVMInfo] = {}
+
+    def __repr__(self) -> str:
+        return f"Customer(pubkey={self.keys.public_key!r}, relays={list(self._pool.relays)!r})"
+
+    @property
+    def pool(self) -> RelayPool:
+        return self._pool
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Customer:
+        try:
+            await self._stack.enter_async_context(self._pool)
+            self._tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+            since = int(self._clock()) - _SINCE_SLACK
+            sub = await self._stack.enter_async_context(
+                self._pool.subscribe({"#p": [self.keys.public_key], "since": since})
+            )
+            self._spawn(self._read(sub.__aiter__()), "customer answers")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.timeouts.connect):
+                    await sub.wait_stored()
+            if not sub.eose:
+                raise RelayError(
+                    f"no relay answered ({', '.join(self._pool.relays)}): start one with "
+                    "`dvm relay`, or pass relay URLs (or set DVMKIT_RELAYS)"
+                )
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        # Jobs and readers end with the customer; the task group then finds nothing to wait on.
+        self._tg = None
+        for task in list(self._tasks):
+            task.cancel()
+        await self._stack.aclose()
+
+    async def _read(self, events: Any) -> None:
+        async for event in events:
+            self._route_event(event)
+
+    def _route_event(self, event: Event) -> None:
+        # Answers name the request in their first `e` tag (DESIGN.md §4.2).
+        target = event.tag_value("e")
+        job = self._routes.get(target) if target is not None else None
+        if job is not None:
+            job.deliver(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        if self._tg is None:
+            coro.close()
+            raise RelayError("the customer is not running: use 'async with Customer(...)'")
+        task = self._tg.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- the Host protocol of jobs ------------------------------------------------------------
+
+    async def send(self, event: Event) -> None:
+        result = await self._pool.publish(event, wait="first")
+        if not result.ok:
+            reasons = "; ".join(
+                f"{url}: {o.status} {o.message}" for url, o in result.outcomes.items()
+            )
+            raise NoAnswer(
+                f"no relay accepted request {event.id} ({reasons}): check the relays are "
+                "running and accept the kind"
+            )
+
+    async def send_cancel(self, request: Event, dvm: str | None) -> None:
+        if request.pubkey != self.keys.public_key:
+            return  # a watched request of someone else's: only its author can cancel it
+        providers = None if dvm is None else [dvm]
+        event = cancel_event(request, created_at=int(self._clock()), providers=providers)
+        with contextlib.suppress(RelayError):
+            await self._pool.publish(event.sign(self.keys), wait="first")
+
+    def route(self, request_id: str, job: Job | None) -> None:
+        if job is None:
+            self._routes.pop(request_id, None)
+        else:
+            self._routes[request_id] = job
+
+    def latency(self, dvm: str) -> float | None:
+        return self._latency.get(dvm)
+
+    def observed(self, dvm: str, seconds: float) -> None:
+        # An exponential average: one slow job does not exile a DVM.
+        known = self._latency.get(dvm)
+        self._latency[dvm] = seconds if known is None else 0.7 * known + 0.3 * seconds
+
+    def is_dead(self, dvm: str) -> bool:
+        info = self._known.get(dvm)
+        return info is not None and not info.alive
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    async def discover(
+        self,
+        target: str | int | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline for EOSE, not a cancellation
+    ) -> list[DVMInfo]:
+        """DVMs serving a category or request kind (all DVMs for None), live ones first.
+
+        Args:
+            target: a category (``"text"``), a request kind (5000-5999 or 25000), or None.
+            timeout: seconds to wait for stored announcements and heartbeats.
+
+        Returns:
+            One :class:`DVMInfo` per DVM, live ones first; dead ones are marked
+            (``alive=False``) and sorted after, never mixed in.
+
+        Raises:
+            ValueError: a target that is neither a category nor a request kind.
+        """
+        parsed = discovery.parse_target(target)
+        wait = self.timeouts.discover if timeout is None else timeout
+        events = await self._pool.fetch(*discovery.announcement_filters(parsed), timeout=wait)
+        found = discovery.announcements_by_dvm(events, parsed)
+        pubkeys = sorted(found)[: discovery.MAX_DVMS]
+        beats = {}
+        if pubkeys:
+            beat_events = await self._pool.fetch(discovery.heartbeat_filter(pubkeys), timeout=wait)
+            beats = discovery.latest_beats(e for e in beat_events if e.pubkey in found)
+        now = self._clock()
+        infos = [discovery.merge(pk, found[pk], beats.get(pk), now) for pk in pubkeys]
+        for info in infos:
+            self._known[info.pubkey] = info
+        return discovery.rank(infos)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        target: str | int,
+        *,
+        input: str | None = None,
+        input_type: str = "text",
+        params: Mapping[str, ParamValue] | None = None,
+        to: str | Sequence[str] | None = None,
+        legacy: bool = False,
+        max_price_msat: int | None = None,
+        choose: Choose = "cheapest",
+        offer_window: float | None = None,
+        silence_timeout: float | None = None,
+        relays_hint: Sequence[str] = (),
+    ) -> Job:
+        """Send a job request and return its handle; the job runs in the background.
+
+        Args:
+            target: a category (modern kind 25000) or a legacy kind 5000-5999.
+            input: the input data (an ``i`` tag); None for none.
+            input_type: ``text``, ``url``, ``event`` or ``job``.
+            params: ``param`` tags.
+            to: a DVM's hex pubkey (targeted), or several to fail over through in order;
+                None for an open request (every DVM of the category may answer).
+            legacy: the NIP-90 dialect; ``target`` must then be a kind.
+            max_price_msat: offers and payment requests above this are refused.
+            choose: how an open request's offers are ranked: ``cheapest``, ``fastest``
+                (observed latency, else the offer's ETA) or ``first``.
+            offer_window: seconds to collect offers; the customer's default when None.
+            silence_timeout: seconds a DVM may stay silent before it is given up on.
+            relays_hint: a ``relays`` tag: where the DVM should answer.
+
+        Raises:
+            ValueError: a bad target, key, param, choice or price.
+        """
+        if legacy and not isinstance(target, int):
+            raise ValueError(
+                f"a legacy NIP-90 request needs a kind 5000-5999, not the category {target!r}"
+            )
+        if choose not in CHOICES:
+            raise ValueError(f"choose must be one of {', '.join(CHOICES)}, got {choose!r}")
+        if max_price_msat is not None and max_price_msat < 0:
+            raise ValueError("max_price_msat is a non-negative number of millisats")
+        targets = unique_targets(to)
+        for pubkey in targets:
+            if not is_hex64(pubkey):
+                raise ValueError(f"{pubkey!r} is not a 64-character hex public key")
+        event = build_request(
+            self.keys,
+            target,
+            input=input,
+            input_type=input_type,
+            params=params,
+            to=targets[0] if targets else None,
+            relays=relays_hint,
+        )
+        t = self.timeouts
+        plan = Plan(
+            targets=targets,
+            choose=choose,
+            max_price_msat=max_price_msat,
+            offer_window=t.offer_window if offer_window is None else offer_window,
+            silence=t.silence if silence_timeout is None else silence_timeout,
+            ack=t.ack,
+            republish=t.republish,
+        )
+        return self._start(Job(self, event, plan))
+
+    def watch(
+        self,
+        request: Event | str,
+        *,
+        dvm: str | None = None,
+        silence_timeout: float | None = None,
+    ) -> Job:
+        """Follow the answers to a request already sent (by anyone), without sending it.
+
+        Args:
+            request: the request event, or its hex id.
+            dvm: only believe answers from this DVM.
+            silence_timeout: seconds without an answer before the job ends ``NoAnswer``.
+        """
+        if isinstance(request, str):
+            request = _placeholder(request)
+        plan = Plan(
+            targets=(dvm,) if dvm else (),
+            choose="first",
+            max_price_msat=None,
+            offer_window=0.0,
+            silence=self.timeouts.silence if silence_timeout is None else silence_timeout,
+            ack=0.0,
+            republish=0,
+            watch=True,
+        )
+        job = Job(self, request, plan)
+        # Someone else's request is not p-tagged to us: follow it by its id.
+        feed = self._spawn(self._follow(request.id), f"follow {request.id[:8]}")
+        job.task = self._spawn(_then_cancel(job, feed), f"job {request.id[:8]}")
+        return job
+
+    async def _follow(self, request_id: str) -> None:
+        async with self._pool.subscribe({"#e": [request_id]}) as sub:
+            async for event in sub:
+                self._route_event(event)
+
+    def _start(self, job: Job) -> Job:
+        job.task = self._spawn(job.run(), f"job {job.id[:8]}")
+        return job
+
+
+async def _then_cancel(job: Job, feed: asyncio.Task[None]) -> None:
+    try:
+        await job.run()
+    finally:
+        feed.cancel()
+
+
+def _placeholder(request_id: str) -> Event:
+    """A stand-in for a request known only by id (its answers are matched by id alone)."""
+    if not is_hex64(request_id):
+        raise ValueError("a request id is 64 hex characters (or pass an nevent)")
+    return Event(request_id, "0" * 64, 0, 25000, (), "", "0" * 128)

@@ -1,0 +1,349 @@
+"""The job handle: one request's life, from sending to a result, an error or silence.
+
+The :class:`Job` runs as a task of its :class:`~dvmkit.customer.client.Customer`. Answers reach
+it through the customer's subscription, routed by request id; only answers whose first ``e``
+tag is a request of this job and, for targeted requests, whose author is the DVM targeted are
+read, each event once (relays and re-publishes repeat them). Open requests (DESIGN.md §4.2)
+take a free result at once, or collect offers for a window, choose, and send a targeted
+request to the winner; a DVM silent past the deadline is failed over to the next candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dvmkit.customer.answers import Choose, Offer, offer_from, rank_offers, read_answer
+from dvmkit.customer.request import retarget
+from dvmkit.customer.values import JobResult, Update, UpdateType
+from dvmkit.errors import DVMError, JobCancelled, JobFailed, NoAnswer, PaymentRequired
+from dvmkit.nostr.event import Event
+from dvmkit.nostr.keys import Keys
+from dvmkit.protocol.job import MODERN_KIND
+
+
+class Host(Protocol):
+    """What a job needs from its customer."""
+
+    keys: Keys
+
+    async def send(self, event: Event) -> None: ...
+    async def send_cancel(self, request: Event, dvm: str | None) -> None: ...
+    def route(self, request_id: str, job: Job | None) -> None: ...
+    def latency(self, dvm: str) -> float | None: ...
+    def observed(self, dvm: str, seconds: float) -> None: ...
+    def is_dead(self, dvm: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a job is run (the keyword arguments of ``Customer.request``)."""
+
+    targets: tuple[str, ...]
+    choose: Choose
+    max_price_msat: int | None
+    offer_window: float
+    silence: float
+    ack: float
+    republish: int
+    watch: bool = False
+
+
+class _Silent:
+    """An attempt that heard nothing for the silence deadline."""
+
+
+_SILENT = _Silent()
+
+
+class Job:
+    """A job in progress. Iterate :meth:`updates`, await :meth:`result`, or :meth:`cancel`."""
+
+    def __init__(self, host: Host, request: Event, plan: Plan) -> None:
+        self._host = host
+        self._plan = plan
+        self.request = request
+        self._current = request
+        self._current_dvm: str | None = plan.targets[0] if plan.targets else None
+        self._inbox: asyncio.Queue[Event] = asyncio.Queue()
+        self._seen: set[str] = set()
+        self._routed: list[str] = []
+        self._updates: list[Update] = []
+        self._changed = asyncio.Condition()
+        self._done = asyncio.Event()
+        self._result: JobResult | None = None
+        self._error: DVMError | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        """The id of the first request sent (the job's identity for the customer)."""
+        return self.request.id
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    # -- the public face ----------------------------------------------------------------------
+
+    async def updates(self) -> AsyncIterator[Update]:
+        """Every update from the first, live, until the job ends."""
+        index = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(functools.partial(self._has_more, index))
+                batch = self._updates[index:]
+            for update in batch:
+                yield update
+            index += len(batch)
+            if self.done and index >= len(self._updates):
+                return
+
+    async def result(self, *, timeout: float | None = None) -> JobResult:  # noqa: ASYNC109
+        """Wait for the result.
+
+        Args:
+            timeout: seconds to wait; None waits until the job ends on its own deadlines.
+
+        Raises:
+            JobFailed: the DVM answered ``error`` (its code and message).
+            PaymentRequired: a DVM asked for more than ``max_price_msat``, or for a payment
+                the customer cannot make.
+            JobCancelled: the job was cancelled.
+            NoAnswer: no DVM answered in time (or ``timeout`` passed first).
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._done.wait()
+        except TimeoutError:
+            raise NoAnswer(
+                f"no result for job {self.id} within {timeout:g} s: wait longer, or check "
+                "that a live DVM serves it (dvm discover)"
+            ) from None
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    async def cancel(self) -> None:
+        """Tell the DVM to stop (modern cancel status, or NIP-09 deletion for legacy) and end
+        the job as cancelled. Does nothing once the job has ended."""
+        if self.done:
+            return
+        await self._host.send_cancel(self._current, self._current_dvm)
+        await self._finish(error=JobCancelled(f"job {self.id} was cancelled"))
+        await self._emit(Update(UpdateType.CANCELLED, self._current.id, dvm=self._current_dvm))
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+
+    def _has_more(self, index: int) -> bool:
+        return index < len(self._updates) or self.done
+
+    # -- inside -------------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Called by the customer's router with an event naming one of our request ids."""
+        if event.id not in self._seen:
+            self._seen.add(event.id)
+            self._inbox.put_nowait(event)
+
+    async def _emit(self, update: Update) -> None:
+        async with self._changed:
+            self._updates.append(update)
+            self._changed.notify_all()
+
+    async def _finish(
+        self, *, result: JobResult | None = None, error: DVMError | None = None
+    ) -> None:
+        if self.done:
+            return
+        self._result, self._error = result, error
+        self._done.set()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def run(self) -> None:
+        """The job's task: drive it to an end, then stop listening."""
+        try:
+            result = await self._drive()
+        except DVMError as exc:
+            if isinstance(exc, NoAnswer):
+                await self._emit(Update(UpdateType.TIMEOUT, self._current.id, content=str(exc)))
+            await self._finish(error=exc)
+        except asyncio.CancelledError:
+            await self._finish(error=NoAnswer(f"job {self.id} was abandoned"))
+            raise
+        else:
+            await self._finish(result=result)
+        finally:
+            for request_id in self._routed:
+                self._host.route(request_id, None)
+
+    async def _drive(self) -> JobResult:
+        plan = self._plan
+        if plan.watch:
+            outcome = await self._listen(self.request, author=self._current_dvm, open_=False)
+        elif plan.targets:
+            outcome = await self._targeted(list(plan.targets), self.request)
+        else:
+            outcome = await self._listen(self.request, author=None, open_=True)
+            if isinstance(outcome, list):
+                outcome = await self._choose(outcome)
+        if isinstance(outcome, JobResult):
+            return outcome
+        raise NoAnswer(
+            f"no DVM answered request {self._current.id} within {plan.silence:g} s: check "
+            "that a live DVM serves it (dvm discover), or raise the silence timeout"
+        )
+
+    async def _choose(self, offers: list[Offer]) -> JobResult | _Silent:
+        ranked = rank_offers(
+            offers, self._plan.choose, latency=self._host.latency, dead=self._host.is_dead
+        )
+        winner = ranked[0]
+        await self._emit(
+            Update(
+                UpdateType.CHOSEN,
+                self.request.id,
+                dvm=winner.dvm,
+                amount_msat=winner.amount_msat,
+                content=self._plan.choose,
+            )
+        )
+        base = self.request
+        return await self._targeted([o.dvm for o in ranked], base, first_is_new=True)
+
+    async def _targeted(
+        self, dvms: list[str], request: Event, *, first_is_new: bool = False
+    ) -> JobResult | _Silent:
+        for number, dvm in enumerate(dvms):
+            if number > 0:
+                await self._host.send_cancel(self._current, self._current_dvm)
+                await self._emit(Update(UpdateType.FAILOVER, self._current.id, dvm=dvm))
+            if number > 0 or first_is_new:
+                request = retarget(self._host.keys, request, dvm)
+            self._current, self._current_dvm = request, dvm
+            outcome = await self._listen(request, author=dvm, open_=False)
+            if isinstance(outcome, JobResult):
+                return outcome
+            assert not isinstance(outcome, list)
+        return _SILENT
+
+    async def _listen(
+        self, request: Event, *, author: str | None, open_: bool
+    ) -> JobResult | list[Offer] | _Silent:
+        """Send ``request`` (unless watching) and read its answers until one ends it.
+
+        Returns the result, the offers collected (open requests whose window closed with
+        offers and nobody working for free), or silence.
+        """
+        plan = self._plan
+        loop = asyncio.get_running_loop()
+        kind = None if plan.watch else request.kind
+        self._host.route(request.id, self)
+        self._routed.append(request.id)
+        if not plan.watch:
+            await self._host.send(request)
+            await self._emit(Update(UpdateType.SENT, request.id, dvm=author))
+        started = last = sent_at = loop.time()
+        heard, republished = False, 0
+        offers: list[Offer] = []
+        working: set[str] = set()
+        pending_error: DVMError | None = None
+        give_up = math.inf
+        while True:
+            now = loop.time()
+            deadlines = [last + plan.silence, give_up]
+            may_republish = not heard and republished < plan.republish and not plan.watch
+            if may_republish and request.kind == MODERN_KIND:
+                deadlines.append(sent_at + plan.ack)
+            if offers and not working:
+                window = 0.0 if plan.choose == "first" else plan.offer_window
+                deadlines.append(started + window)
+            try:
+                async with asyncio.timeout(max(0.0, min(deadlines) - now)):
+                    event = await self._inbox.get()
+            except TimeoutError:
+                now = loop.time()
+                if offers and not working:
+                    return offers
+                if may_republish and request.kind == MODERN_KIND and now < last + plan.silence:
+                    # Same event, same id: a DVM that already has it answers from its store.
+                    republished += 1
+                    sent_at = now
+                    await self._host.send(request)
+                    await self._emit(Update(UpdateType.REPUBLISHED, request.id, dvm=author))
+                    continue
+                if pending_error is not None:
+                    raise pending_error from None
+                return _SILENT
+            if event.pubkey == self._host.keys.public_key:
+                continue
+            if author is not None and event.pubkey != author:
+                continue  # a third key answering for the DVM we asked: never believed
+            update = read_answer(event, request.id, kind)
+            if update is None:
+                continue
+            heard, last = True, loop.time()
+            dvm = event.pubkey
+            await self._emit(update)
+            if update.type is UpdateType.SUCCESS:
+                self._host.observed(dvm, last - started)
+                self._current, self._current_dvm = request, dvm
+                return JobResult(update.content, dvm, request.id, event, update.amount_msat)
+            if update.type is UpdateType.ERROR:
+                failure = JobFailed(update.code or "ERROR", update.content, dvm=dvm)
+                if not open_:
+                    raise failure
+                # Another DVM of the category may still answer; not for long.
+                pending_error = pending_error or failure
+                give_up = min(give_up, last + plan.offer_window)
+            elif update.type is UpdateType.CANCELLED:
+                if not open_:
+                    raise JobCancelled(f"DVM {dvm} cancelled job {request.id}", dvm=dvm)
+            elif update.type in (UpdateType.PROCESSING, UpdateType.PARTIAL):
+                working.add(dvm)
+            elif update.type is UpdateType.PAYMENT_REQUIRED and update.amount_msat:
+                refusal = self._refuse(update, dvm)
+                if not open_:
+                    raise refusal
+                pending_error = pending_error or refusal
+                give_up = min(give_up, last + plan.offer_window)
+            elif update.type is UpdateType.OFFER and open_:
+                offer = offer_from(update, len(offers))
+                cap = plan.max_price_msat
+                if offer is not None and (cap is None or offer.amount_msat <= cap):
+                    offers.append(offer)
+                elif offer is not None:
+                    pending_error = pending_error or self._refuse(update, dvm)
+                    give_up = min(give_up, last + plan.offer_window)
+
+    def _refuse(self, update: Update, dvm: str) -> PaymentRequired:
+        amount = update.amount_msat or 0
+        cap = self._plan.max_price_msat
+        if cap is not None and amount > cap:
+            message = (
+                f"DVM {dvm} asks {amount} msat, above your cap of {cap} msat: raise "
+                "--max-price or choose another DVM"
+            )
+        else:
+            message = (
+                f"DVM {dvm} asks {amount} msat and this customer cannot pay yet: choose a "
+                "free DVM (dvm discover shows prices)"
+            )
+        return PaymentRequired(
+            message, dvm=dvm, amount_msat=amount, cap_msat=cap, bolt11=update.bolt11
+        )
+
+
+def unique_targets(to: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``to`` as a tuple of distinct DVM pubkeys, in order."""
+    if to is None:
+        return ()
+    if isinstance(to, str):
+        return (to,)
+    return tuple(dict.fromkeys(to))

@@ -1,0 +1,137 @@
+"""Building a customer's job request in either dialect (DESIGN.md §4.1-§4.2).
+
+A category means the modern dialect: kind 25000 with ``["category", c]`` and ``["t", c]`` (relays
+index only ``t``). A kind 5000-5999 means legacy NIP-90. Inputs are ``i`` tags, params
+``param`` tags, a named DVM a ``p`` tag (absent: open to every DVM of the category or kind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from dvmkit.nostr.event import Event, Tag, sign_event
+from dvmkit.nostr.keys import Keys, is_hex64
+from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND, MODERN_KIND
+
+ParamValue = str | int | float | bool | Sequence[str]
+
+
+def request_kind(target: str | int) -> int:
+    """The request kind for a category (25000) or a legacy kind (itself)."""
+    if isinstance(target, int):
+        if not LEGACY_MIN_KIND <= target <= LEGACY_MAX_KIND:
+            raise ValueError(f"kind {target} is not a NIP-90 request kind (5000-5999)")
+        return target
+    return MODERN_KIND
+
+
+def param_tags(params: Mapping[str, ParamValue]) -> list[Tag]:
+    """``["param", name, value...]`` per param; booleans as ``true``/``false``."""
+    tags: list[Tag] = []
+    for name, value in params.items():
+        if not name:
+            raise ValueError("a param needs a name: write name=value")
+        if isinstance(value, bool):
+            values: tuple[str, ...] = ("true" if value else "false",)
+        elif isinstance(value, (int, float, str)):
+            values = (str(value),)
+        else:
+            values = tuple(str(v) for v in value)
+            if not values:
+                raise ValueError(f"param {name!r} has no value")
+        tags.append(("param", name, *values))
+    return tags
+
+
+def request_tags(
+    target: str | int,
+    *,
+    input: str | None = None,
+    input_type: str = "text",
+    params: Mapping[str, ParamValue] | None = None,
+    to: str | None = None,
+    bid_msat: int | None = None,
+    relays: Sequence[str] = (),
+    output: str | None = None,
+) -> list[Tag]:
+    """The tags of a job request for ``target`` (a category, or a kind 5000-5999).
+
+    Raises:
+        ValueError: a kind outside 5000-5999, an empty category, a malformed ``to`` key or
+            a negative bid.
+    """
+    kind = request_kind(target)
+    tags: list[Tag] = []
+    if kind == MODERN_KIND:
+        assert isinstance(target, str)
+        if not target:
+            raise ValueError("an empty category: name one (e.g. text, pow)")
+        tags += [("category", target), ("t", target)]
+    if input is not None:
+        tags.append(("i", input, input_type))
+    tags += param_tags(params or {})
+    if output is not None:
+        tags.append(("output", output))
+    if bid_msat is not None:
+        if bid_msat < 0:
+            raise ValueError("a bid is a non-negative number of millisats")
+        tags.append(("bid", str(bid_msat)))
+    if relays:
+        tags.append(("relays", *relays))
+    if to is not None:
+        if not is_hex64(to):
+            raise ValueError("the DVM to ask must be a 64-character hex public key")
+        tags.append(("p", to))
+    return tags
+
+
+def build_request(
+    keys: Keys,
+    target: str | int,
+    *,
+    input: str | None = None,
+    input_type: str = "text",
+    params: Mapping[str, ParamValue] | None = None,
+    to: str | None = None,
+    bid_msat: int | None = None,
+    relays: Sequence[str] = (),
+    output: str | None = None,
+    created_at: int | None = None,
+) -> Event:
+    """A signed job request.
+
+    Args:
+        keys: the customer's keys.
+        target: a category (modern, kind 25000) or a legacy kind 5000-5999.
+        input: the input's data (an ``i`` tag), or None for no input.
+        input_type: ``text``, ``url``, ``event`` or ``job``.
+        params: ``param`` tags.
+        to: the DVM's hex pubkey for a targeted request; None for an open one.
+        bid_msat: the most the customer offers to pay (``bid`` tag).
+        relays: where the DVM should answer (``relays`` tag).
+        output: the expected output MIME type.
+        created_at: unix seconds; now when omitted.
+
+    Raises:
+        ValueError: see :func:`request_tags`.
+    """
+    tags = request_tags(
+        target,
+        input=input,
+        input_type=input_type,
+        params=params,
+        to=to,
+        bid_msat=bid_msat,
+        relays=relays,
+        output=output,
+    )
+    return sign_event(keys, kind=request_kind(target), tags=tags, created_at=created_at)
+
+
+def retarget(keys: Keys, request: Event, dvm: str, *, created_at: int | None = None) -> Event:
+    """A new request like ``request`` but ``p``-tagged to ``dvm`` only (a targeted request
+    to the DVM chosen among offers, or failed over to)."""
+    tags = [t for t in request.tags if t[0] != "p"] + [("p", dvm)]
+    return sign_event(
+        keys, kind=request.kind, content=request.content, tags=tags, created_at=created_at
+    )

@@ -4,6 +4,9 @@ Exit codes (documented in the README and tested):
     0   success
     1   an unexpected failure (a bug: please report it)
     2   bad input: a malformed key, event, argument or payload
+    3   ``dvm ask`` / ``dvm job wait``: the DVM answered with an error (or cancelled)
+    4   ``dvm ask`` / ``dvm job wait``: timeout, no live DVM, or no relay answered
+    5   ``dvm ask`` / ``dvm job wait``: payment refused, or asked above ``--max-price``
     123 ``dvm verify`` read at least one invalid event (as nak does)
 """
 
@@ -22,6 +25,9 @@ from dvmkit.nostr.keys import Keys
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_JOB_ERROR = 3
+EXIT_NO_ANSWER = 4
+EXIT_PAYMENT = 5
 EXIT_INVALID_EVENTS = 123
 
 SECRET_ENV = "NOSTR_SECRET_KEY"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dvmkit.cli import tools
+from dvmkit.cli import customer, tools
 from dvmkit.cli.relay import relay_command
 from dvmkit.cli.serve import serve_command
 
@@ -25,6 +25,9 @@ app.command("encrypt")(tools.encrypt_command)
 app.command("decrypt")(tools.decrypt_command)
 app.command("relay")(relay_command)
 app.command("serve")(serve_command)
+app.command("discover")(customer.discover_command)
+app.command("ask")(customer.ask_command)
+app.add_typer(customer.job_app, name="job")
 
 
 def main() -> None:

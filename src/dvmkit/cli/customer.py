@@ -1,0 +1,392 @@
+"""The customer's commands: ``dvm discover``, ``dvm ask``, ``dvm job request``, ``dvm job wait``.
+
+nak's habits (research/ecosystem.md §1): relays are trailing arguments, results are JSON lines
+(or the bare result) on stdout, progress goes to stderr, and exit codes say what happened
+(common.py). Relays default to ``$DVMKIT_RELAYS`` (comma-separated), else the local
+``dvm relay`` at ws://127.0.0.1:10547. The customer's key is ``--sec``/``$NOSTR_SECRET_KEY``,
+else a fresh key per run that is never printed. Heavy modules (the relay pool, Rich) are
+imported inside the commands so that ``dvm ask`` starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from dvmkit.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_JOB_ERROR,
+    EXIT_NO_ANSWER,
+    EXIT_PAYMENT,
+    SECRET_ENV,
+    emit,
+    error,
+)
+from dvmkit.errors import (
+    DVMError,
+    JobError,
+    NoAnswer,
+    PaymentError,
+    ProtocolError,
+    RelayError,
+)
+
+if TYPE_CHECKING:
+    from dvmkit.customer.job import Job
+    from dvmkit.nostr.keys import Keys
+
+DEFAULT_RELAY = "ws://127.0.0.1:10547"
+RELAYS_ENV = "DVMKIT_RELAYS"
+T = TypeVar("T")
+
+job_app = typer.Typer(help="Build, send and follow job requests.", no_args_is_help=True)
+
+Sec = Annotated[
+    str | None,
+    typer.Option(
+        "--sec",
+        envvar=SECRET_ENV,
+        show_envvar=True,
+        show_default=False,
+        help="the customer's secret key (hex or nsec); a fresh key per run when absent",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="JSON on stdout, even on a terminal")]
+
+
+def is_relay(text: str) -> bool:
+    return text.lower().startswith(("ws://", "wss://"))
+
+
+def relays_from(args: list[str]) -> list[str]:
+    """Trailing arguments, else ``$DVMKIT_RELAYS``, else the local ``dvm relay``."""
+    if args:
+        return args
+    env = [u.strip() for u in os.environ.get(RELAYS_ENV, "").split(",") if u.strip()]
+    return env or [DEFAULT_RELAY]
+
+
+def split_args(args: list[str] | None) -> tuple[str | None, list[str]]:
+    """The first non-relay argument (an input or target) and the relays after it."""
+    first: str | None = None
+    relays: list[str] = []
+    for arg in args or []:
+        if is_relay(arg):
+            relays.append(arg)
+        elif first is None and not relays:
+            first = arg
+        else:
+            raise ValueError(f"{arg!r} is not a relay URL: write relays as ws://... or wss://...")
+    return first, relays
+
+
+def customer_keys(sec: str | None) -> Keys:
+    from dvmkit.nostr.keys import Keys
+
+    return Keys.parse(sec) if sec else Keys.generate()
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine, mapping dvmkit's errors to the documented exit codes."""
+    try:
+        return asyncio.run(_await(make))
+    except (ValueError, ProtocolError) as exc:
+        error(f"{exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except JobError as exc:
+        error(
+            f"the DVM answered an error: {exc}. Check the input and params (dvm discover "
+            "shows what the DVM accepts), or ask another DVM"
+        )
+        raise typer.Exit(EXIT_JOB_ERROR) from None
+    except PaymentError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_PAYMENT) from None
+    except (NoAnswer, RelayError) as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_NO_ANSWER) from None
+    except DVMError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+async def _await(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"param {item!r} is not name=value: write --param lang=es")
+        params[name] = value
+    return params
+
+
+def parse_target(text: str) -> str | int:
+    from dvmkit.customer.discovery import parse_target as parse
+
+    target = parse(text)
+    assert target is not None
+    return target
+
+
+def public_key(text: str) -> str:
+    from dvmkit.nostr.keys import parse_public_key
+
+    return parse_public_key(text)
+
+
+# -- dvm discover ---------------------------------------------------------------------------
+
+
+def discover_command(
+    args: Annotated[list[str] | None, typer.Argument(help="[CATEGORY|KIND] [RELAY...]")] = None,
+    as_json: Json = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait")] = 3.0,
+) -> None:
+    """List DVMs serving a category or kind, live ones first; dead ones are marked."""
+
+    async def main() -> list[Any]:
+        from dvmkit.customer import Customer
+
+        target_text, relays = split_args(args)
+        target = parse_target(target_text) if target_text is not None else None
+        async with Customer(relays=relays_from(relays)) as customer:
+            return await customer.discover(target, timeout=timeout)
+
+    found = run_async(main)
+    if as_json or not sys.stdout.isatty():
+        for info in found:
+            emit(info.to_dict())
+        return
+    _table(found)
+
+
+def _table(found: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "name", "categories / kinds", "price", "beat", "pubkey")
+    for info in found:
+        badge = "[green]live[/]" if info.alive else "[red]dead[/]"
+        age = "never" if info.beat_age is None else f"{info.beat_age:.0f} s ago"
+        price = "?" if info.price_msat is None else f"{info.price_msat} msat"
+        serves = ", ".join([*info.categories, *map(str, info.kinds)])
+        table.add_row(badge, info.name, serves, price, age, info.pubkey[:16] + "…")
+    Console().print(table)
+    if not found:
+        error("no DVM found: start one (dvm serve) or try other relays")
+
+
+# -- dvm ask --------------------------------------------------------------------------------
+
+
+def ask_command(
+    target: Annotated[str, typer.Argument(help="a category (text, pow, ...) or kind 5000-5999")],
+    args: Annotated[list[str] | None, typer.Argument(help="[INPUT] [RELAY...]")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="name=value")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="the DVM (npub or hex)")] = None,
+    legacy: Annotated[bool, typer.Option("--legacy", help="NIP-90 (needs a kind)")] = False,
+    max_price: Annotated[
+        int | None, typer.Option("--max-price", help="refuse prices above (msat)")
+    ] = None,
+    choose: Annotated[str, typer.Option("--choose", help="cheapest|fastest|first")] = "cheapest",
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait")] = 60.0,
+    as_json: Json = False,
+    sec: Sec = None,
+) -> None:
+    """Ask a DVM for a job; the result on stdout, progress on stderr."""
+
+    async def main() -> Any:
+        from dvmkit.customer import Customer, CustomerTimeouts
+
+        input_text, relays = split_args(args)
+        kind = parse_target(target)
+        if legacy and isinstance(kind, str):
+            raise ValueError(f"--legacy needs a kind 5000-5999, not the category {kind!r}")
+        keys = customer_keys(sec)
+        timeouts = CustomerTimeouts(silence=min(15.0, timeout))
+        async with (
+            asyncio.timeout(timeout),
+            Customer(relays=relays_from(relays), keys=keys, timeouts=timeouts) as customer,
+        ):
+            job = await customer.request(
+                kind,
+                input=input_text,
+                params=parse_params(param),
+                to=public_key(to) if to else None,
+                max_price_msat=max_price,
+                choose=choose,  # type: ignore[arg-type]
+            )
+            await _show_progress(job)
+            return await job.result()
+
+    try:
+        result = run_async(main)
+    except TimeoutError:
+        error(f"no result within {timeout:g} s: raise --timeout, or check with dvm discover")
+        raise typer.Exit(EXIT_NO_ANSWER) from None
+    if as_json:
+        emit(result.to_dict())
+    else:
+        sys.stdout.write(result.content + "\n")
+
+
+async def _show_progress(job: Job) -> None:
+    if not sys.stderr.isatty():
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status(f"sent {job.id[:12]}…") as status:
+        async for update in job.updates():
+            who = f" {update.dvm[:12]}…" if update.dvm else ""
+            price = f" {update.amount_msat} msat" if update.amount_msat is not None else ""
+            line = f"{update.type.value}{who}{price}"
+            if update.type.value == "partial" and update.content:
+                console.print(update.content, highlight=False)
+            status.update(line)
+
+
+# -- dvm job request / wait -----------------------------------------------------------------
+
+
+@job_app.command("request")
+def job_request_command(
+    relays: Annotated[list[str] | None, typer.Argument(help="relays to publish to")] = None,
+    kind: Annotated[int | None, typer.Option("-k", "--kind", help="5000-5999")] = None,
+    category: Annotated[str | None, typer.Option("--category", help="modern category")] = None,
+    input: Annotated[str | None, typer.Option("-i", "--input", help="input data")] = None,
+    input_type: Annotated[str, typer.Option("--input-type", help="text|url|event|job")] = "text",
+    param: Annotated[list[str] | None, typer.Option("--param", help="name=value")] = None,
+    to: Annotated[str | None, typer.Option("-p", "--to", help="the DVM (npub or hex)")] = None,
+    ts: Annotated[int | None, typer.Option("--ts", help="created_at (unix seconds)")] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="publish it")] = False,
+    sec: Sec = None,
+) -> None:
+    """Print a signed job request as one JSON line; publish it with --publish or relays.
+
+    A JSON event template on stdin (kind, content, tags, created_at) is the starting point;
+    flags override its kind and add tags, as in nak.
+    """
+    try:
+        event = _build_from_template(kind, category, input, input_type, param, to, ts, sec)
+    except (ValueError, ProtocolError) as exc:
+        error(f"{exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    sys.stdout.write(event.to_json() + "\n")
+    sys.stdout.flush()
+    if not (publish or relays):
+        return
+
+    async def send() -> None:
+        from dvmkit.relay.pool import RelayPool
+
+        urls = relays_from(relays or [])
+        async with RelayPool(relays=urls, fetch_info=False) as pool:
+            result = await pool.publish(event)
+        for url, outcome in result.outcomes.items():
+            word = "success" if outcome.ok else f"failed: {outcome.status} {outcome.message}"
+            print(f"publishing to {url}... {word}.", file=sys.stderr)
+        if not result.ok:
+            raise NoAnswer("no relay accepted the request: start `dvm relay` or check the URLs")
+
+    run_async(send)
+
+
+def _build_from_template(
+    kind: int | None,
+    category: str | None,
+    input: str | None,
+    input_type: str,
+    param: list[str] | None,
+    to: str | None,
+    ts: int | None,
+    sec: str | None,
+) -> Any:
+    import orjson
+
+    from dvmkit.customer.request import request_tags
+    from dvmkit.nostr.event import normalize_tags, sign_event
+
+    template: dict[str, Any] = {}
+    if not sys.stdin.isatty():
+        raw = sys.stdin.read().strip()
+        if raw:
+            try:
+                template = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"stdin is not a JSON event template: {exc}") from None
+            if not isinstance(template, dict):
+                raise ValueError("the stdin template must be a JSON object")
+    if kind is not None and category is not None:
+        raise ValueError("give either --kind (legacy) or --category (modern), not both")
+    target: str | int | None = category if category is not None else kind
+    base_kind = template.get("kind")
+    if target is None:
+        if not isinstance(base_kind, int):
+            raise ValueError("say what to ask: --kind 5000-5999, --category NAME, or a template")
+        target = base_kind if base_kind != 25000 else None
+    tags = list(normalize_tags(template.get("tags", [])))
+    if target is not None:
+        tags += request_tags(
+            target,
+            input=input,
+            input_type=input_type,
+            params=parse_params(param),
+            to=public_key(to) if to else None,
+        )
+    final_kind = 25000 if isinstance(target, str) or target is None else target
+    created = ts if ts is not None else template.get("created_at")
+    content = template.get("content", "")
+    if not isinstance(content, str):
+        raise ValueError("the template's content must be a string")
+    return sign_event(
+        customer_keys(sec),
+        kind=final_kind,
+        content=content,
+        tags=tags,
+        created_at=created if isinstance(created, int) else None,
+    )
+
+
+@job_app.command("wait")
+def job_wait_command(
+    args: Annotated[list[str], typer.Argument(help="ID|NEVENT [RELAY...]")],
+    dvm: Annotated[str | None, typer.Option("--from", help="only this DVM's answers")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds of silence")] = 60.0,
+    sec: Sec = None,
+) -> None:
+    """Stream a job's updates as JSON lines until its result, an error or a timeout."""
+
+    async def main() -> None:
+        from dvmkit.customer import Customer
+        from dvmkit.nostr import nip19
+
+        ident, relays = split_args(args)
+        if ident is None:
+            raise ValueError("give the request id (hex or nevent) to wait for")
+        hints: list[str] = []
+        if ident.startswith(("nevent1", "note1")):
+            decoded = nip19.decode(ident).value
+            if isinstance(decoded, nip19.EventPointer):
+                ident, hints = decoded.id, list(decoded.relays)
+            elif isinstance(decoded, str):
+                ident = decoded
+        urls = relays_from(relays) if relays or not hints else hints
+        async with Customer(relays=urls, keys=customer_keys(sec)) as customer:
+            job = customer.watch(
+                ident.lower(), dvm=public_key(dvm) if dvm else None, silence_timeout=timeout
+            )
+            async for update in job.updates():
+                emit(update.to_dict())
+            await job.result()
+
+    run_async(main)

@@ -67,6 +67,13 @@ class DVM:
         heartbeat_interval: seconds between kind-11998 beats.
         price_msat: a fixed price, or a function of the request; 0 means free.
         payments: confirms payments (required when there is a price).
+        offers: answer an open modern request (no ``p`` tag) with an ``offer`` status (its
+            price, ETA and, when priced, payment methods) instead of running it; the
+            customer then sends a targeted request to the offer it chose. Off by default:
+            every free DVM of the category runs an open request at once. Legacy and targeted
+            requests are always run.
+        offer_eta: the ETA (whole seconds) offers state; by default the median latency of
+            the jobs run so far (no ETA before the first).
         d: the NIP-89 ``d`` identifier (and the heartbeat's); by default from the name.
     """
 
@@ -89,6 +96,8 @@ class DVM:
         heartbeat_interval: int = 300,
         price_msat: Price = 0,
         payments: PaymentProcessor | None = None,
+        offers: bool = False,
+        offer_eta: int | None = None,
         d: str | None = None,
     ) -> None:
         if not categories and not legacy_kinds:
@@ -100,6 +109,8 @@ class DVM:
             raise ValueError("a DVM with a price needs a payments processor to confirm payment")
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
+        if offer_eta is not None and (isinstance(offer_eta, bool) or offer_eta < 0):
+            raise ValueError("offer_eta is a non-negative whole number of seconds")
         self.name = name
         self.about = about
         self.picture = picture
@@ -114,6 +125,8 @@ class DVM:
         self.heartbeat_interval = heartbeat_interval
         self.price = price_msat
         self.payments = payments
+        self.offers = offers
+        self.offer_eta = offer_eta
         self.d = d or (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dvm")
         self._store = store
         self._explicit_store = store is not None or store_path is not None
@@ -271,6 +284,8 @@ class DVM:
                     limits=self.limits,
                     price=self.price,
                     payments=self.payments,
+                    offers=self.offers,
+                    offer_eta=self.offer_eta,
                 )
                 self._engine = engine
                 ready = asyncio.Event()

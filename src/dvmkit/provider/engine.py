@@ -16,6 +16,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Engine:
         limits: Limits,
         price: Price,
         payments: PaymentProcessor | None,
+        offers: bool = False,
+        offer_eta: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
@@ -90,6 +93,8 @@ class Engine:
         self.limits = limits
         self.price = price
         self.payments = payments
+        self.offers = offers
+        self.offer_eta = offer_eta
         self.clock = clock
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._active: dict[str, _Entry] = {}
@@ -243,6 +248,11 @@ class Engine:
         except JobError as exc:
             self._spawn(self.ledger.reject(request, exc.code, exc.message, store=True))
             return
+        if self.offers and request.event.kind == MODERN_KIND and request.is_open:
+            # DESIGN.md §4.2: an open request is bid on, not run; the customer compares the
+            # offers and sends the winner a targeted request (a new job, admitted below).
+            self._spawn(self._offer(request))
+            return
         if len(self._active) >= self.limits.max_queue + self.limits.concurrency:
             self._spawn(
                 self.ledger.reject(request, ErrorCode.RATE_LIMITED, "the DVM is full; retry")
@@ -290,6 +300,34 @@ class Engine:
                 await self.sender.resend(request.id)
             return
         await self._ask_payment(entry, record, price)
+
+    async def _offer(self, request: JobRequest) -> None:
+        """Answer an open request with ``offer`` (price, ETA, payment methods); run nothing.
+
+        An offer is not a job transition: nothing is stored, and a full DVM stays silent
+        rather than promise work it would refuse.
+        """
+        if len(self._active) >= self.limits.max_queue + self.limits.concurrency:
+            self._counts["ignored"] += 1
+            return
+        try:
+            price = await self._price(request)
+        except Exception:
+            log.exception("job %s: the price function failed; no offer made", request.id)
+            return
+        methods = tuple(self.payments.methods) if price and self.payments is not None else ()
+        event = self.ledger.status(
+            request, StatusKind.OFFER, amount_msat=price, methods=methods, eta_seconds=self._eta()
+        )
+        self._counts["offered"] += 1
+        await self.sender.send(event, request.relays)
+
+    def _eta(self) -> int | None:
+        """The configured ETA, else the median latency observed so far (None before any)."""
+        if self.offer_eta is not None:
+            return self.offer_eta
+        p50 = self._stats.snapshot(running=0, queued=0).latency_p50_ms
+        return None if p50 is None else max(1, math.ceil(p50 / 1000))
 
     async def _price(self, request: JobRequest) -> int:
         price = self.price

@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m dvmkit.demo
+	$(BIN)/dvm demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,43 +1,116 @@
-"""`make demo` runs real DVM jobs over our relay; these check what it claims."""
+"""``dvm demo --once`` runs a whole DVM economy; these check every step against the corpus."""
 
 from __future__ import annotations
 
+import collections
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dvmkit import demo
+from dvmkit.nostr.event import Event
+from dvmkit.relay.server import Relay
+
+DVM_SCRIPT = Path(sys.executable).parent / "dvm"
 
 
-def _expected(top: int) -> dict[str, Any]:
-    stats: dict[str, Any] = json.loads(json.dumps(demo.text_stats(demo.TEXT)))
-    stats["top_words"] = stats["top_words"][:top]
-    return stats
+def expected_search(events: list[Event], word: str) -> set[str]:
+    return {e.id for e in events if e.kind == 1 and word in re.findall(r"\w+", e.content.lower())}
 
 
-async def test_demo_answers_both_dialects_and_never_leaks_the_private_job() -> None:
-    summary = await demo.run_demo()
-    framework = summary["framework"]
-    assert isinstance(framework, dict)
-    assert framework["legacy"]["kind"] == demo.LEGACY_KIND + 1000
-    assert json.loads(framework["legacy"]["content"]) == _expected(2)
-    assert framework["modern"]["status"] == ["status", "success"]
-    assert json.loads(framework["modern"]["content"]) == _expected(3)
-    assert framework["bad param"]["status"][:3] == ["status", "error", "INVALID_PARAMETER"]
-    assert summary["result"] == _expected(3)
-    assert summary["observer_events"] == 3
-    assert summary["observer_saw_plaintext"] is False
+def expected_trending(events: list[Event], limit: int) -> list[str]:
+    """The trending DVM's ranking, recomputed: reactions weigh 1 and reposts 2."""
+    notes = {e.id: e for e in events if e.kind == 1}
+    score: collections.Counter[str] = collections.Counter()
+    for e in events:
+        if e.kind in (6, 7):
+            score[e.tag_values("e")[-1]] += 2 if e.kind == 6 else 1
+    ranked = sorted(score, key=lambda i: (-score[i], -notes[i].created_at, i))
+    return ranked[:limit]
 
 
-def test_demo_entry_point_prints_one_json_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "dvmkit.demo"],
+def test_dvm_demo_once_succeeds_at_every_step() -> None:
+    run = subprocess.run(
+        [str(DVM_SCRIPT), "demo", "--once", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
     )
-    (line,) = result.stdout.splitlines()
-    assert json.loads(line)["result"] == _expected(3)
-    assert "none contained the job's text" in result.stderr
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    steps = {line["step"]: line for line in lines}
+    assert [line["step"] for line in lines] == [
+        "seed",
+        "discover",
+        "offers",
+        "legacy",
+        "chain",
+        "failover",
+    ]
+    assert all(line["ok"] for line in lines), lines
+    got: dict[str, Any] = {name: line["result"] for name, line in steps.items()}
+
+    events = demo.corpus(got["seed"]["corpus_base"])
+    assert got["seed"]["events"] == len(events) + 2  # and the dead DVM's two events
+
+    assert got["discover"]["dead"] == ["Old Translator"]
+    builtins = [f"dvmkit {name}" for name in demo.BUILTINS]
+    assert got["discover"]["live"] == sorted(["Swift Digest", "Steady Digest", *builtins])
+
+    offers = got["offers"]["offers"]
+    assert sorted(o["dvm"] for o in offers) == ["Steady Digest", "Swift Digest"]
+    assert all(o["amount_msat"] == 0 for o in offers)
+    fastest = min(offers, key=lambda o: o["eta"])["dvm"]
+    assert got["offers"]["chosen"] == got["offers"]["by"] == fastest
+    assert got["offers"]["result"] == demo.text_stats(demo.TEXT)
+
+    assert got["legacy"]["kind"] == 5302 + 1000
+    assert set(got["legacy"]["ids"]) == expected_search(events, demo.SEARCH_WORD)
+    assert len(got["legacy"]["ids"]) == len(set(got["legacy"]["ids"]))
+
+    trending = expected_trending(events, demo.TRENDING_COUNT)
+    assert got["chain"]["trending"] == trending
+    contents = {e.id: e.content for e in events}
+    digest = {"notes": len(trending), **demo.text_stats("\n".join(contents[i] for i in trending))}
+    assert got["chain"]["result"] == digest
+
+    failover = got["failover"]
+    assert failover["chosen"] == failover["killed"] == fastest
+    (other,) = {"Swift Digest", "Steady Digest"} - {fastest}
+    assert failover["failover"] == [other]
+    assert failover["by"] == other
+    assert failover["result"] == demo.text_stats(demo.FAILOVER_TEXT)
+    assert "killing" in run.stderr
+
+
+async def test_a_missing_dvm_fails_its_step_and_the_demo_names_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = await demo.run(once=True, port=0, without=("search",))
+    out, err = capsys.readouterr()
+    lines = {json.loads(line)["step"]: json.loads(line) for line in out.splitlines()}
+    assert code != 0
+    assert lines["legacy"]["ok"] is False
+    assert "no DVM answered" in lines["legacy"]["error"]
+    assert [name for name, line in lines.items() if not line["ok"]] == ["legacy"]
+    assert "demo failed at step(s): legacy" in err
+
+
+async def test_a_busy_port_moves_the_relay_to_a_random_one() -> None:
+    async with Relay(port=0) as taken:
+        port = int(taken.url.rsplit(":", 1)[1])
+        async with demo.open_relay(port) as relay:
+            assert relay.url != taken.url
+            assert relay.url.startswith("ws://127.0.0.1:")
+
+
+def test_the_corpus_is_the_same_for_the_same_base() -> None:
+    first, second = demo.corpus(1_700_000_000), demo.corpus(1_700_000_000)
+    assert [e.id for e in first] == [e.id for e in second]
+    assert {e.kind for e in first} == {1, 6, 7}
+    assert expected_search(first, demo.SEARCH_WORD)  # the demo's search finds something

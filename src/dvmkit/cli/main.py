@@ -30,5 +30,16 @@ app.command("ask")(customer.ask_command)
 app.add_typer(customer.job_app, name="job")
 
 
+@app.command("demo")
+def demo_command(
+    once: bool = typer.Option(False, "--once", help="Run the session, then exit (0: all ok)."),
+    port: int = typer.Option(10547, help="The relay's port; a random one when busy, or 0."),
+) -> None:
+    """Run a small DVM economy on this machine and a customer session against it."""
+    from dvmkit.demo import main as demo_main  # the demo loads everything: only when asked
+
+    raise typer.Exit(demo_main(once=once, port=port))
+
+
 def main() -> None:
     app()

@@ -10,7 +10,6 @@ imported inside the commands so that ``dvm ask`` starts fast.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -93,6 +92,8 @@ def customer_keys(sec: str | None) -> Keys:
 
 def run_async(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine, mapping dvmkit's errors to the documented exit codes."""
+    import asyncio  # here, not at the top: `dvm --help` and the offline tools never need it
+
     try:
         return asyncio.run(_await(make))
     except (ValueError, ProtocolError) as exc:
@@ -205,6 +206,8 @@ def ask_command(
     """Ask a DVM for a job; the result on stdout, progress on stderr."""
 
     async def main() -> Any:
+        import asyncio
+
         from dvmkit.customer import Customer, CustomerTimeouts
 
         input_text, relays = split_args(args)

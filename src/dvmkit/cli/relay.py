@@ -7,7 +7,6 @@ committed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -44,6 +43,8 @@ def relay_command(
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
     )
+    import asyncio  # only a running relay needs the event loop, not `dvm --help`
+
     try:
         asyncio.run(_serve(host=host, port=port, db_path=db_path, auth=auth))
     except RelayError as exc:
@@ -52,6 +53,8 @@ def relay_command(
 
 
 async def _serve(*, host: str, port: int, db_path: Path | None, auth: bool) -> None:
+    import asyncio
+
     from dvmkit.relay.server import Relay
 
     stop = asyncio.Event()

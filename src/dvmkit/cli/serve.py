@@ -17,20 +17,28 @@ import logging
 import os
 import stat
 import sys
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dvmkit.cli.common import EXIT_BAD_INPUT, SECRET_ENV, error
 from dvmkit.errors import DVMError
 from dvmkit.nostr.keys import Keys
-from dvmkit.provider.config import Limits
-from dvmkit.provider.dvm import DVM
+
+if TYPE_CHECKING:
+    # The provider (websockets, the store, asyncio) loads only when a DVM is served: every
+    # other `dvm` command starts without it.
+    from dvmkit.provider.config import Limits
+    from dvmkit.provider.dvm import DVM
 
 DEFAULT_RELAY = "ws://127.0.0.1:10547"
-_LIMIT_FIELDS = frozenset(Limits.__dataclass_fields__)
+
+
+def _limit_fields() -> frozenset[str]:
+    from dvmkit.provider.config import Limits
+
+    return frozenset(Limits.__dataclass_fields__)
 
 
 class ServeError(Exception):
@@ -147,6 +155,8 @@ def load_dvm(target: str) -> DVM:
     except Exception as exc:  # the user's module failed to import: say why, briefly
         raise ServeError(f"{source}: import failed: {type(exc).__name__}: {exc}") from None
     dvm = getattr(module, name, None)
+    from dvmkit.provider.dvm import DVM
+
     if not isinstance(dvm, DVM):
         raise ServeError(f"{target}: {name!r} is not a dvmkit DVM")
     return dvm
@@ -155,6 +165,8 @@ def load_dvm(target: str) -> DVM:
 def read_config(path: Path) -> dict[str, Any]:
     """Read a TOML settings file: ``relays``, ``db``, ``key_file``, ``heartbeat_interval``
     and a ``[limits]`` table with :class:`~dvmkit.provider.config.Limits` fields."""
+    import tomllib
+
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
@@ -183,14 +195,17 @@ def apply_settings(
     db: Path | None,
 ) -> None:
     """Apply flags, environment and TOML settings to ``dvm`` (flags win)."""
+    from dvmkit.provider.config import Limits
+
     env_relays = [r.strip() for r in os.environ.get("DVMKIT_RELAYS", "").split(",") if r.strip()]
     chosen_relays = relays or env_relays or _strings(settings, "relays") or list(dvm.relays)
     limits = dvm.limits
     if "limits" in settings:
         table = settings["limits"]
-        if not isinstance(table, dict) or set(table) - _LIMIT_FIELDS:
-            bad = sorted(set(table) - _LIMIT_FIELDS) if isinstance(table, dict) else ["limits"]
-            known = ", ".join(sorted(_LIMIT_FIELDS))
+        fields = _limit_fields()
+        if not isinstance(table, dict) or set(table) - fields:
+            bad = sorted(set(table) - fields) if isinstance(table, dict) else ["limits"]
+            known = ", ".join(sorted(fields))
             raise ServeError(f"unknown limit {bad[0]!r}; known: {known}")
         try:
             limits = Limits(**{**_limits_dict(limits), **table})
@@ -255,4 +270,4 @@ def _path(settings: dict[str, Any], key: str) -> Path | None:
 
 
 def _limits_dict(limits: Limits) -> dict[str, Any]:
-    return {name: getattr(limits, name) for name in _LIMIT_FIELDS}
+    return {name: getattr(limits, name) for name in _limit_fields()}

@@ -16,7 +16,7 @@ from dvmkit.cli.common import (
     translate_errors,
 )
 from dvmkit.errors import Bech32Error, InvalidEvent
-from dvmkit.nostr import nip19, nip44
+from dvmkit.nostr import nip19
 from dvmkit.nostr.event import parse_event, sign_event
 from dvmkit.nostr.keys import Keys, parse_public_key
 
@@ -200,6 +200,8 @@ def encrypt_command(
     sec: str = secret_option("your secret key as hex or nsec"),
 ) -> None:
     """Encrypt TEXT to a public key with NIP-44 v2; print the payload."""
+    from dvmkit.nostr import nip44  # cryptography loads only for the commands that use it
+
     keys = load_keys(sec)
     print(nip44.encrypt_to(keys, parse_public_key(to), text))
 
@@ -211,5 +213,7 @@ def decrypt_command(
     sec: str = secret_option("your secret key as hex or nsec"),
 ) -> None:
     """Decrypt a NIP-44 v2 payload from a public key; print the plaintext."""
+    from dvmkit.nostr import nip44
+
     keys = load_keys(sec)
     print(nip44.decrypt_from(keys, parse_public_key(sender), payload))

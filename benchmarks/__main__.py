@@ -1,4 +1,4 @@
-"""``python -m benchmarks {crypto,relay,store,provider} [--json] [--quick]``.
+"""``python -m benchmarks {crypto,relay,store,provider,customer} [--json] [--quick]``.
 
 Human output is a table on stdout; ``--json`` writes one JSON object on stdout instead.
 Progress goes to stderr so that stdout stays parseable.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("benchmark", choices=("crypto", "relay", "store", "provider"))
+    parser.add_argument("benchmark", choices=("crypto", "relay", "store", "provider", "customer"))
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the runner works")
     parser.add_argument(
@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = provider.run(
             quick=args.quick, dvms=dvms, relay=args.dvm_relay, nostrdvm_burst=args.nostrdvm_burst
         )
+    elif args.benchmark == "customer":
+        from benchmarks import customer
+
+        report = customer.run(quick=args.quick)
     elif args.benchmark == "store":
         from benchmarks import store as store_bench
 

@@ -10,9 +10,22 @@ import pytest
 
 from conftest import running_local_relay
 from dvmkit.dvms import count
+from dvmkit.nostr.event import sign_event
 from dvmkit.nostr.keys import Keys
 
-from .conftest import FAST, ask, customer_on, error_of, note, publish_all, status_of
+from .conftest import (
+    FAST,
+    WAY_NAMES,
+    ask,
+    client_on,
+    contents,
+    customer_on,
+    error_of,
+    every_way,
+    note,
+    publish_all,
+    status_of,
+)
 
 
 @pytest.fixture
@@ -47,6 +60,28 @@ async def test_counts_on_its_relays_and_on_named_ones(relay_url: str, other_rela
     assert status_of(here) == "success"
     assert [here.content, ored.content, there.content, both.content] == ["5", "6", "3", "5"]
     assert in_content.content == "5", in_content.tags
+
+
+async def test_count_through_the_customer_client_every_way(relay_url: str) -> None:
+    alice, bob = Keys.generate(), Keys.generate()
+    now = int(time.time()) - 100
+    seeded = [note(alice, f"a{n}", now + n) for n in range(6)] + [
+        note(bob, f"b{n}", now + n) for n in range(3)
+    ]
+    seeded.append(sign_event(alice, kind=7, content="+", tags=[["e", seeded[6].id]]))
+    await publish_all(relay_url, seeded)
+    since = now + 2
+    recent_notes = {"kinds": [1], "authors": [alice.public_key, bob.public_key], "since": since}
+    dvm = count.build(relays=[relay_url], limits=FAST)
+    async with dvm.running(), client_on(relay_url) as client:
+        by_alice = await every_way(
+            client, dvm, input=orjson.dumps({"authors": [alice.public_key]}).decode()
+        )
+        recent = await every_way(client, dvm, input=orjson.dumps(recent_notes).decode())
+    alices = sum(1 for e in seeded if e.pubkey == alice.public_key)
+    recents = sum(1 for e in seeded if e.kind == 1 and e.created_at >= since)
+    assert contents(by_alice) == dict.fromkeys(WAY_NAMES, str(alices))
+    assert contents(recent) == dict.fromkeys(WAY_NAMES, str(recents))
 
 
 @pytest.mark.parametrize(

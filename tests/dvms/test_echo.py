@@ -1,4 +1,4 @@
-"""The echo DVM: both dialects, and its announcement."""
+"""The echo DVM: both dialects, its announcement, and every way the customer client asks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dvmkit.dvms import echo
 from dvmkit.nostr.event import Event
 from dvmkit.protocol.job import MODERN_KIND
 
-from .conftest import FAST, ask, customer_on, status_of
+from .conftest import FAST, WAY_NAMES, ask, client_on, customer_on, every_way, status_of
 
 
 async def test_echo_answers_legacy_and_modern_and_announces(relay_url: str) -> None:
@@ -34,3 +34,11 @@ async def test_echo_answers_legacy_and_modern_and_announces(relay_url: str) -> N
     announcement = Event.from_json(announced[0].as_json())
     assert "echo" in announcement.tag_values("t"), announcement.tags
     assert "5050" in announcement.tag_values("k"), announcement.tags
+
+
+async def test_echo_through_the_customer_client_every_way(relay_url: str) -> None:
+    text = 'ünïcode ⚡ and\nnewlines, "quotes" [1, 2]'
+    dvm = echo.build(relays=[relay_url], limits=FAST)
+    async with dvm.running(), client_on(relay_url) as client:
+        results = await every_way(client, dvm, input=text)
+    assert {way: r.content for way, r in results.items()} == dict.fromkeys(WAY_NAMES, text)

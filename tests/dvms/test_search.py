@@ -9,12 +9,26 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dvmkit.customer.request import ParamValue
 from dvmkit.dvms import search
 from dvmkit.dvms.notes import NoteIndex
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
 
-from .conftest import FAST, ask, customer_on, error_of, note, publish_all, result_of
+from .conftest import (
+    FAST,
+    WAY_NAMES,
+    ask,
+    client_on,
+    contents,
+    customer_on,
+    e_list,
+    error_of,
+    every_way,
+    note,
+    publish_all,
+    result_of,
+)
 
 WORDS = ["bitcoin", "nostr", "relay", "coffee", "zap", "garden"]
 
@@ -120,3 +134,35 @@ async def test_the_index_can_live_in_a_file(tmp_path: Path, relay_url: str) -> N
     reopened = NoteIndex(path)
     assert reopened.search("persistent", limit=5) == [stored.id]
     reopened.close()
+
+
+async def test_search_through_the_customer_client_every_way(any_relay_url: str) -> None:
+    relay = any_relay_url
+    authors = [Keys.generate(), Keys.generate()]
+    start = int(time.time()) - 1_000
+    # Every note three words long, each word once: equal relevance, so newest first.
+    words = ["garden", "relay", "coffee"]
+    notes = [note(authors[n % 2], f"{words[n % 3]} note {n}", start + n) for n in range(18)]
+    await publish_all(relay, notes)
+    gardens = sorted(
+        (e for e in notes if "garden" in e.content.split()), key=lambda e: -e.created_at
+    )
+    since, until = start + 2, start + 14
+    narrowed = [
+        e.id
+        for e in gardens
+        if e.pubkey == authors[0].public_key and since <= e.created_at <= until
+    ][:2]
+    params: dict[str, ParamValue] = {
+        "users": orjson.dumps([authors[0].public_key]).decode(),
+        "since": since,
+        "until": until,
+        "max_results": 2,
+    }
+    dvm = search.build(relays=[relay], limits=FAST)
+    async with dvm.running(), client_on(relay) as client:
+        every = await every_way(client, dvm, input="Garden")
+        some = await every_way(client, dvm, input="garden", params=params)
+    assert len(narrowed) == 2
+    assert contents(every) == dict.fromkeys(WAY_NAMES, e_list([e.id for e in gardens]))
+    assert contents(some) == dict.fromkeys(WAY_NAMES, e_list(narrowed))

@@ -11,7 +11,20 @@ from dvmkit.dvms.notes import WEIGHTS
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.keys import Keys
 
-from .conftest import FAST, ask, customer_on, error_of, note, publish_all, result_of
+from .conftest import (
+    FAST,
+    WAY_NAMES,
+    ask,
+    client_on,
+    contents,
+    customer_on,
+    e_list,
+    error_of,
+    every_way,
+    note,
+    publish_all,
+    result_of,
+)
 
 
 def engage(keys: Keys, kind: int, target: Event, *, content: str = "+") -> Event:
@@ -73,3 +86,41 @@ async def test_malformed_params_get_precise_errors(
     ):
         answer = await ask(customer, 5300, params=params)
     assert error_of(answer)[0] == code
+
+
+async def test_trending_through_the_customer_client_every_way(any_relay_url: str) -> None:
+    relay = any_relay_url
+    now = int(time.time())
+    fans = [Keys.generate() for _ in range(5)]
+    author = Keys.generate()
+    notes = [note(author, f"note {n}", now - 900 + 60 * n) for n in range(6)]
+    old = note(author, "from last week", now - 3 * 86_400)
+    # Engagement kinds per note: ties (notes 1 and 4, 0 and 5) rank newest first.
+    plan: dict[Event, list[int]] = {
+        notes[0]: [7, 7],
+        notes[1]: [6, 7, 9735],
+        notes[2]: [7, 7, 7, 7, 7],
+        notes[4]: [9735, 6, 7],
+        notes[5]: [6],
+        old: [9735, 9735],
+    }
+    events = [*notes, old]
+    for target, kinds in plan.items():
+        events += [engage(fans[i], kind, target) for i, kind in enumerate(kinds)]
+    events.append(engage(fans[4], 7, notes[3], content="-"))  # a downvote ranks nothing
+    await publish_all(relay, events)
+    score = {e: sum(WEIGHTS[k] for k in kinds) for e, kinds in plan.items()}
+
+    def ranking(since: int) -> list[str]:
+        recent = [e for e in score if e.created_at >= since]
+        return [e.id for e in sorted(recent, key=lambda e: (-score[e], -e.created_at, e.id))]
+
+    dvm = trending.build(relays=[relay], limits=FAST)
+    async with dvm.running(), client_on(relay) as client:
+        today = await every_way(client, dvm)
+        top = await every_way(client, dvm, params={"max_results": 3})
+        week = await every_way(client, dvm, params={"since": now - 7 * 86_400})
+    assert old.id not in ranking(now - 86_400)
+    assert contents(today) == dict.fromkeys(WAY_NAMES, e_list(ranking(now - 86_400)))
+    assert contents(top) == dict.fromkeys(WAY_NAMES, e_list(ranking(now - 86_400)[:3]))
+    assert contents(week) == dict.fromkeys(WAY_NAMES, e_list(ranking(now - 7 * 86_400)))

@@ -18,9 +18,15 @@ import nostr_sdk
 import pytest
 from typer.testing import CliRunner
 
-from customer.conftest import SdkResponder, echo_dvm, make_dvm
+from customer.conftest import SdkResponder, customer_on, echo_dvm, make_dvm
+from customer.test_discover import publish_dead_dvm
+from dvmkit.cli.customer import MAX_STDIN_INPUT
 from dvmkit.cli.main import app
+from dvmkit.customer.request import build_request
+from dvmkit.nostr.event import parse_event
 from dvmkit.nostr.keys import Keys
+from dvmkit.provider import Job
+from dvmkit.relay.pool import RelayPool
 from dvmkit.relay.server import Relay
 
 SECRET = "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa"
@@ -77,10 +83,16 @@ async def test_ask_exits_3_when_the_dvm_answers_error(relay: str) -> None:
 
 
 async def test_ask_exits_4_when_no_dvm_answers(relay: str) -> None:
-    ghost = Keys.generate().npub
-    code, out, err = await dvm_cli("ask", "text", "x", "--to", ghost, "--timeout", "1", relay)
+    ghost = Keys.generate()
+    # Silence after 3 s; an ephemeral request nobody acknowledged is re-sent after 2 s.
+    code, out, err = await dvm_cli("ask", "text", "x", "--to", ghost.npub, "--timeout", "3", relay)
     assert (code, out) == (4, "")
     assert "dvm discover" in err
+    lines = err.splitlines()
+    assert lines[0].startswith("sent request ")
+    assert lines[0].endswith(f" to {ghost.public_key[:12]}…")
+    assert lines[1].startswith("republished request ")
+    assert lines[-1].startswith("dvm: ")
 
 
 async def test_ask_exits_4_when_no_relay_runs() -> None:
@@ -110,7 +122,8 @@ async def test_ask_exits_5_on_payment_or_cap(relay: str) -> None:
     [
         ["ask", "7000", "x"],
         ["ask", "text", "x", "--to", "npub1nonsense"],
-        ["ask", "text", "x", "--legacy"],
+        ["ask", "text", "x", "--legacy", "--to", "npub1nonsense"],
+        ["ask", "text", "-", "--sec", "nsec1nonsense"],
         ["ask", "text", "x", "--param", "novalue"],
         ["ask", "text", "x", "--choose", "random"],
         ["ask", "text", "x", "not-a-relay"],
@@ -204,3 +217,197 @@ def test_job_request_refuses_a_bad_template(stdin: str) -> None:
 
 
 GOLDEN_ID = "c1e25de4d83b5f39c80197be2cda836aff3af2ec2f5b4f720b26b57b85a3f83c"
+
+
+# -- progress on stderr when piped, --quiet -------------------------------------------------
+
+
+async def test_ask_prints_progress_lines_on_a_pipe(relay: str) -> None:
+    dvm = make_dvm(relay)
+
+    @dvm.job
+    async def slow_echo(input: str, job: Job) -> str:
+        await job.progress("warming up")
+        await job.partial("hal\x1b[2Jf")
+        return input
+
+    async with dvm.running():
+        code, out, err = await dvm_cli("ask", "text", "hello", "--to", dvm.public_key, relay)
+        assert (code, out) == (0, "hello\n"), err
+        short = dvm.public_key[:12] + "…"
+        lines = err.splitlines()
+        assert lines[0].startswith("sent request ")
+        assert lines[0].endswith(f" to {short}")
+        assert f"processing by {short}: warming up" in lines
+        assert f"partial result from {short}: hal [2Jf" in lines
+        assert lines.index(f"processing by {short}: warming up") < lines.index(
+            f"partial result from {short}: hal [2Jf"
+        )
+        assert "\x1b" not in err
+        assert not any(line.startswith(("result", "dvm: ")) for line in lines)
+
+        code, out, err = await dvm_cli(
+            "ask", "text", "hello", "--to", dvm.public_key, "--quiet", "--json", relay
+        )
+        assert code == 0, err
+        assert err == ""
+        assert json.loads(out)["content"] == "hello"
+
+
+async def test_ask_shows_offers_and_the_choice_on_a_pipe(relay: str) -> None:
+    seller = SdkResponder(relay, offer_msat=5)
+    async with seller.running():
+        code, out, err = await dvm_cli("ask", "text", "deal", relay)
+    assert (code, out) == (0, "sdk:deal\n"), err
+    short = seller.pubkey[:12] + "…"
+    lines = err.splitlines()
+    assert lines[0].startswith("sent request ")
+    assert lines[0].endswith(" (open)")
+    assert lines[1:3] == [f"offer from {short}: 5 msat", f"chose {short} 5 msat (cheapest)"]
+    assert lines[3].endswith(f" to {short}")
+    assert len(lines) == 4
+
+
+# -- input from stdin ----------------------------------------------------------------------
+
+
+async def test_ask_reads_the_input_from_stdin(relay: str) -> None:
+    dvm = echo_dvm(relay)
+    async with dvm.running():
+        code, out, err = await dvm_cli("ask", "text", "-", "-q", relay, stdin=b"from a pipe\n")
+        assert (code, out) == (0, "from a pipe\n"), err
+        # No INPUT and stdin not a terminal: stdin is the input, as in nak.
+        code, out, err = await dvm_cli(
+            "ask", "text", "-q", relay, stdin="zwei\nZeilen 🙂\n".encode()
+        )
+        assert (code, out) == (0, "zwei\nZeilen 🙂\n"), err
+        # An INPUT argument wins over stdin.
+        code, out, err = await dvm_cli("ask", "text", "arg", "-q", relay, stdin=b"ignored")
+        assert (code, out) == (0, "arg\n"), err
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b"\xff\xfe not utf-8", "not UTF-8"),
+        (b"x" * (MAX_STDIN_INPUT + 1), f"over {MAX_STDIN_INPUT} bytes"),
+    ],
+)
+async def test_ask_refuses_bad_stdin(relay: str, stdin: bytes, message: str) -> None:
+    code, out, err = await dvm_cli("ask", "text", "-", relay, stdin=stdin)
+    assert (code, out) == (2, "")
+    assert err.startswith("dvm: ")
+    assert message in err
+
+
+# -- --legacy with a category --------------------------------------------------------------
+
+
+async def test_ask_legacy_with_a_category_uses_the_kind_its_live_dvms_serve(relay: str) -> None:
+    dvm = echo_dvm(relay)
+    async with dvm.running():
+        code, out, err = await dvm_cli("ask", "text", "old school", "--legacy", "--json", relay)
+    assert code == 0, err
+    assert "category text: legacy kind 5050" in err.splitlines()
+    answer = json.loads(out)
+    assert (answer["content"], answer["dvm"]) == ("old school", dvm.public_key)
+    async with RelayPool(relays=[relay]) as pool:
+        (request,) = await pool.fetch({"ids": [answer["request"]]})
+    assert request.kind == 5050
+    assert request.tag_values("i") == ["old school"]
+
+
+async def test_ask_legacy_with_a_category_says_which_kinds_exist(relay: str) -> None:
+    modern_only = echo_dvm(relay, legacy_kinds=[])
+    async with modern_only.running():
+        code, out, err = await dvm_cli("ask", "text", "x", "--legacy", relay)
+    assert (code, out) == (4, "")
+    assert "no DVM of category 'text' announces a legacy NIP-90 kind" in err
+    assert "without --legacy" in err
+    await publish_dead_dvm(relay, beat_age=2000)
+    code, out, err = await dvm_cli("ask", "text", "x", "--legacy", relay)
+    assert (code, out) == (4, "")
+    assert "dead ones announce 5050" in err
+
+
+# -- dvm job cancel ------------------------------------------------------------------------
+
+
+OTHER_SECRET = "11" * 32
+
+
+@pytest.mark.parametrize(
+    ("target", "targeted", "cancel_kind"),
+    [
+        ("text", True, 25000),  # modern, to a named DVM: a cancel status p-tagged to it
+        ("text", False, 5),  # modern and open: relays kept no copy, a NIP-09 deletion by id
+        (5050, False, 5),  # legacy: a NIP-09 deletion of the stored request
+    ],
+)
+async def test_job_cancel_stops_a_running_job(
+    relay: str, target: str | int, targeted: bool, cancel_kind: int
+) -> None:
+    dvm = make_dvm(relay)
+    started, stopped = asyncio.Event(), asyncio.Event()
+    never = asyncio.Event()
+
+    @dvm.job
+    async def blocked(input: str) -> str:
+        started.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return input
+
+    request = build_request(
+        Keys.parse(SECRET), target, input="x", to=dvm.public_key if targeted else None
+    )
+    to = ["--to", dvm.keys.npub] if targeted else []
+    async with dvm.running(), RelayPool(relays=[relay]) as pool:
+        assert (await pool.publish(request, wait="all")).ok
+        async with asyncio.timeout(10):
+            await started.wait()
+        code, out, err = await dvm_cli("job", "cancel", request.id, *to, relay, "--sec", SECRET)
+        assert code == 0, err
+        cancel = parse_event(out)
+        assert (cancel.kind, cancel.pubkey, cancel.tag_values("e")) == (
+            cancel_kind,
+            PUBKEY,
+            [request.id],
+        )
+        assert f"cancelled by {dvm.public_key}" in err.splitlines()
+        async with asyncio.timeout(10):
+            await stopped.wait()
+        assert not never.is_set()
+
+
+async def test_job_cancel_refuses_what_it_cannot_cancel(relay: str) -> None:
+    dvm = echo_dvm(relay)
+    done = build_request(Keys.parse(SECRET), 5050, input="x")
+    async with dvm.running(), customer_on(relay) as customer:
+        assert (await customer.pool.publish(done, wait="all")).ok
+        assert (await customer.watch(done).result(timeout=10)).content == "x"
+        code, out, err = await dvm_cli("job", "cancel", done.id, "--sec", OTHER_SECRET, relay)
+        assert (code, out) == (2, "")
+        assert "only its author can cancel it" in err
+        code, out, err = await dvm_cli("job", "cancel", done.id, "--sec", SECRET, relay)
+        assert code == 4
+        assert f"job {done.id} had already ended (success)" in err
+    code, out, err = await dvm_cli("job", "cancel", done.id, relay)
+    assert (code, out) == (2, "")
+    assert "--sec" in err
+    code, out, err = await dvm_cli("job", "cancel", "f" * 63, "--sec", SECRET, relay)
+    assert (code, out) == (2, "")
+    assert "64 hex" in err
+    nobody = "ab" * 32
+    code, out, err = await dvm_cli(
+        "job", "cancel", nobody, "--sec", SECRET, "--timeout", "0.5", relay
+    )
+    assert code == 4
+    assert "no DVM confirmed the cancellation within 0.5 s" in err
+    assert parse_event(out).tag_values("e") == [nobody]
+    code, out, err = await dvm_cli("job", "cancel", nobody, "--no-wait", "--sec", SECRET, relay)
+    assert code == 0, err
+    assert parse_event(out).kind == 5

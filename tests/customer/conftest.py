@@ -163,6 +163,12 @@ class SdkResponder:
             tg.create_task(self._read(self.client.notifications()))
             for flt in filters:
                 await self.client.subscribe(nostr_sdk.ReqTarget.auto([flt]))
+            # A relay reads one connection's messages in order: once a later query's EOSE is
+            # back, the subscriptions above are open (else a request sent now may be missed).
+            probe = nostr_sdk.Filter().kind(nostr_sdk.Kind(5050)).pubkey(me).limit(1)
+            await self.client.fetch_events(
+                nostr_sdk.ReqTarget.auto([probe]), timeout=timedelta(seconds=WAIT)
+            )
             try:
                 yield self
             finally:

@@ -1,4 +1,4 @@
-"""The customer's commands: ``dvm discover``, ``dvm ask``, ``dvm job request``, ``dvm job wait``.
+"""The customer's commands: ``dvm discover``, ``dvm ask``, ``dvm job request|wait|cancel``.
 
 nak's habits (research/ecosystem.md §1): relays are trailing arguments, results are JSON lines
 (or the bare result) on stdout, progress goes to stderr, and exit codes say what happened
@@ -191,16 +191,22 @@ def _table(found: list[Any]) -> None:
 
 def ask_command(
     target: Annotated[str, typer.Argument(help="a category (text, pow, ...) or kind 5000-5999")],
-    args: Annotated[list[str] | None, typer.Argument(help="[INPUT] [RELAY...]")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="[INPUT] [RELAY...]; INPUT '-' (or none, when piped) reads stdin"),
+    ] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="name=value")] = None,
     to: Annotated[str | None, typer.Option("--to", help="the DVM (npub or hex)")] = None,
-    legacy: Annotated[bool, typer.Option("--legacy", help="NIP-90 (needs a kind)")] = False,
+    legacy: Annotated[
+        bool, typer.Option("--legacy", help="NIP-90 (a category: the kind its live DVMs serve)")
+    ] = False,
     max_price: Annotated[
         int | None, typer.Option("--max-price", help="refuse prices above (msat)")
     ] = None,
     choose: Annotated[str, typer.Option("--choose", help="cheapest|fastest|first")] = "cheapest",
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait")] = 60.0,
     as_json: Json = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
     sec: Sec = None,
 ) -> None:
     """Ask a DVM for a job; the result on stdout, progress on stderr."""
@@ -209,26 +215,33 @@ def ask_command(
         import asyncio
 
         from dvmkit.customer import Customer, CustomerTimeouts
+        from dvmkit.customer.discovery import legacy_kind
 
-        input_text, relays = split_args(args)
+        input_arg, relays = split_args(args)
+        input_text = read_input(input_arg)
         kind = parse_target(target)
-        if legacy and isinstance(kind, str):
-            raise ValueError(f"--legacy needs a kind 5000-5999, not the category {kind!r}")
+        dvm = public_key(to) if to else None
         keys = customer_keys(sec)
         timeouts = CustomerTimeouts(silence=min(15.0, timeout))
         async with (
             asyncio.timeout(timeout),
             Customer(relays=relays_from(relays), keys=keys, timeouts=timeouts) as customer,
         ):
+            if legacy and isinstance(kind, str):
+                # NIP-90 has kinds, not categories: ask in the kind the category's DVMs serve.
+                kind = legacy_kind(await customer.discover(kind), kind, to=dvm)
+                if not quiet:
+                    print(f"category {target.strip()}: legacy kind {kind}", file=sys.stderr)
             job = await customer.request(
                 kind,
                 input=input_text,
                 params=parse_params(param),
-                to=public_key(to) if to else None,
+                to=dvm,
                 max_price_msat=max_price,
                 choose=choose,  # type: ignore[arg-type]
             )
-            await _show_progress(job)
+            if not quiet:
+                await _show_progress(job)
             return await job.result()
 
     try:
@@ -242,19 +255,61 @@ def ask_command(
         sys.stdout.write(result.content + "\n")
 
 
+#: The most ``dvm ask`` reads from stdin: relays refuse far smaller events anyway.
+MAX_STDIN_INPUT = 512 * 1024
+
+
+def read_input(arg: str | None) -> str | None:
+    """The job's input: the argument, else stdin when it is ``-`` or absent and piped.
+
+    nak's habit: ``echo hello | dvm ask text``. One trailing line break is dropped (what
+    ``echo`` adds); empty stdin is no input.
+
+    Raises:
+        ValueError: stdin over :data:`MAX_STDIN_INPUT` bytes, or not UTF-8.
+    """
+    stdin = sys.stdin
+    if arg is not None and arg != "-":
+        return arg
+    if stdin is None or (arg is None and stdin.isatty()):
+        return None
+    raw = stdin.buffer.read(MAX_STDIN_INPUT + 1)
+    if len(raw) > MAX_STDIN_INPUT:
+        raise ValueError(
+            f"the input on stdin is over {MAX_STDIN_INPUT} bytes: relays refuse such events; "
+            "put it somewhere and pass its URL (--param or an input URL)"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the input on stdin is not UTF-8 text ({exc.reason})") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text and arg is None:
+        return None
+    return text
+
+
 async def _show_progress(job: Job) -> None:
+    """Updates on stderr until the job ends: a live status on a terminal, else one line each.
+
+    The final update is left out: the result goes to stdout, an error is reported once.
+    """
     if not sys.stderr.isatty():
+        async for update in job.updates():
+            if not update.final:
+                print(update.describe(), file=sys.stderr, flush=True)
         return
     from rich.console import Console
+    from rich.text import Text
 
     console = Console(stderr=True)
-    with console.status(f"sent {job.id[:12]}…") as status:
+    with console.status(Text(f"sent {job.id[:12]}…")) as status:
         async for update in job.updates():
-            who = f" {update.dvm[:12]}…" if update.dvm else ""
-            price = f" {update.amount_msat} msat" if update.amount_msat is not None else ""
-            line = f"{update.type.value}{who}{price}"
-            if update.type.value == "partial" and update.content:
-                console.print(update.content, highlight=False)
+            if update.final:
+                continue
+            line = Text(update.describe())
+            if update.type.value in ("partial", "chosen", "failover"):
+                console.print(line, highlight=False)
             status.update(line)
 
 
@@ -371,25 +426,112 @@ def job_wait_command(
 
     async def main() -> None:
         from dvmkit.customer import Customer
-        from dvmkit.nostr import nip19
 
-        ident, relays = split_args(args)
-        if ident is None:
-            raise ValueError("give the request id (hex or nevent) to wait for")
-        hints: list[str] = []
-        if ident.startswith(("nevent1", "note1")):
-            decoded = nip19.decode(ident).value
-            if isinstance(decoded, nip19.EventPointer):
-                ident, hints = decoded.id, list(decoded.relays)
-            elif isinstance(decoded, str):
-                ident = decoded
-        urls = relays_from(relays) if relays or not hints else hints
+        ident, urls = request_pointer(args, "wait for")
         async with Customer(relays=urls, keys=customer_keys(sec)) as customer:
             job = customer.watch(
-                ident.lower(), dvm=public_key(dvm) if dvm else None, silence_timeout=timeout
+                ident, dvm=public_key(dvm) if dvm else None, silence_timeout=timeout
             )
             async for update in job.updates():
                 emit(update.to_dict())
             await job.result()
+
+    run_async(main)
+
+
+def request_pointer(args: list[str] | None, verb: str) -> tuple[str, list[str]]:
+    """The request id (hex, note or nevent) and relays: the arguments, else the nevent's."""
+    from dvmkit.nostr import nip19
+    from dvmkit.nostr.keys import is_hex64
+
+    ident, relays = split_args(args)
+    if ident is None:
+        raise ValueError(f"give the request id (hex or nevent) to {verb}")
+    hints: list[str] = []
+    if ident.startswith(("nevent1", "note1")):
+        decoded = nip19.decode(ident).value
+        if isinstance(decoded, nip19.EventPointer):
+            ident, hints = decoded.id, [url for url in decoded.relays if is_relay(url)]
+        elif isinstance(decoded, str):
+            ident = decoded
+    ident = ident.lower()
+    if not is_hex64(ident):
+        raise ValueError(f"{ident[:80]!r} is not a request id: give 64 hex characters or an nevent")
+    urls = relays_from(relays) if relays or not hints else hints
+    return ident, urls
+
+
+@job_app.command("cancel")
+def job_cancel_command(
+    args: Annotated[list[str], typer.Argument(help="ID|NEVENT [RELAY...]")],
+    to: Annotated[
+        list[str] | None, typer.Option("--to", help="the DVM working on it (npub or hex)")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="seconds to wait for the DVM to confirm")
+    ] = 10.0,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="wait for the DVM's confirmation")
+    ] = True,
+    sec: Sec = None,
+) -> None:
+    """Cancel your job request: a modern cancel, or a NIP-09 deletion for a legacy one.
+
+    Prints the signed cancellation as one JSON line, then waits until a DVM confirms
+    (exit 0) or --timeout passes (exit 4: the job may have ended already, see dvm job wait).
+    """
+
+    async def main() -> None:
+        import asyncio
+        import time
+
+        from dvmkit.customer import Customer, UpdateType
+        from dvmkit.customer.request import cancellation
+
+        if not sec:
+            raise ValueError(
+                f"only the request's author can cancel it: pass its key with --sec (or "
+                f"${SECRET_ENV})"
+            )
+        ident, urls = request_pointer(args, "cancel")
+        providers = [public_key(item) for item in to or []]
+        keys = customer_keys(sec)
+        async with Customer(relays=urls, keys=keys) as customer:
+            # Legacy requests are stored; a modern one is ephemeral and known only by id.
+            stored = [
+                e
+                for e in await customer.pool.fetch(
+                    {"ids": [ident]}, timeout=customer.timeouts.discover
+                )
+                if e.id == ident
+            ]
+            request = stored[0] if stored else ident
+            event = cancellation(keys, request, providers=providers, created_at=int(time.time()))
+            job = customer.watch(request, silence_timeout=timeout) if wait else None
+            # The watch registers its route on its first step: let it run before publishing.
+            await asyncio.sleep(0)
+            sys.stdout.write(event.to_json() + "\n")
+            sys.stdout.flush()
+            result = await customer.pool.publish(event, wait="first")
+            for url, outcome in result.outcomes.items():
+                word = "success" if outcome.ok else f"failed: {outcome.status} {outcome.message}"
+                print(f"publishing to {url}... {word}.", file=sys.stderr)
+            if not result.ok:
+                raise NoAnswer("no relay accepted the cancellation: check the relay URLs")
+            if job is None:
+                return
+            async for update in job.updates():
+                if update.type is UpdateType.CANCELLED:
+                    print(f"cancelled by {update.dvm}", file=sys.stderr)
+                    return
+                if update.type in (UpdateType.SUCCESS, UpdateType.ERROR):
+                    raise NoAnswer(
+                        f"job {ident} had already ended ({update.type.value}): nothing "
+                        "to cancel (dvm job wait shows its answer)"
+                    )
+            raise NoAnswer(
+                f"no DVM confirmed the cancellation within {timeout:g} s: the job may have "
+                "ended, or its DVM does not confirm cancellations (dvm job wait shows answers)"
+            )
 
     run_async(main)

@@ -202,16 +202,19 @@ class Customer:
         wait = self.timeouts.discover if timeout is None else timeout
         events = await self._pool.fetch(*discovery.announcement_filters(parsed), timeout=wait)
         found = discovery.announcements_by_dvm(events, parsed)
-        pubkeys = sorted(found)[: discovery.MAX_DVMS]
+        pubkeys = sorted({pubkey for pubkey, _ in found})[: discovery.MAX_DVMS]
         beats = {}
         if pubkeys:
             beat_events = await self._pool.fetch(discovery.heartbeat_filter(pubkeys), timeout=wait)
-            beats = discovery.latest_beats(e for e in beat_events if e.pubkey in found)
-        now = self._clock()
-        infos = [discovery.merge(pk, found[pk], beats.get(pk), now) for pk in pubkeys]
+            asked = set(pubkeys)
+            beats = discovery.latest_beats(e for e in beat_events if e.pubkey in asked)
+        infos = discovery.describe(found, beats, self._clock())
+        # Several DVMs may share a key: the key counts as alive when any of them is.
+        alive = {info.pubkey for info in infos if info.alive}
         for info in infos:
-            self._known[info.pubkey] = info
-        return discovery.rank(infos)
+            if info.alive or info.pubkey not in alive:
+                self._known[info.pubkey] = info
+        return infos
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -9,11 +9,11 @@ again here; an announcement that does not parse is skipped, never fatal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from dvmkit.customer.values import DVMInfo
-from dvmkit.errors import ProtocolError
+from dvmkit.errors import NoAnswer, ProtocolError
 from dvmkit.nostr.event import Event
 from dvmkit.protocol.announce import (
     ANNOUNCEMENT_KIND,
@@ -74,9 +74,20 @@ def matches(announcement: DVMAnnouncement, target: Target) -> bool:
     return target in announcement.categories
 
 
-def announcements_by_dvm(events: Iterable[Event], target: Target) -> dict[str, list[Any]]:
-    """The parsed announcements that serve ``target``, grouped by author."""
-    found: dict[str, list[Any]] = {}
+#: One DVM: its key, and the NIP-89 ``d`` of a legacy-only DVM (None for one with an 11999).
+DVMKey = tuple[str, str | None]
+
+
+def announcements_by_dvm(
+    events: Iterable[Event], target: Target
+) -> dict[DVMKey, list[DVMAnnouncement]]:
+    """The parsed announcements that serve ``target``, grouped by DVM.
+
+    A key with a kind 11999 is one DVM (11999 is replaceable: one per key), its 31990s
+    included. A key with only NIP-89 31990s may run several DVMs, one per ``d`` (31990 is
+    addressable by ``d``, and Amethyst lists each ``d`` as its own DVM).
+    """
+    by_key: dict[str, list[DVMAnnouncement]] = {}
     for event in events:
         if event.kind not in (ANNOUNCEMENT_KIND, NIP89_KIND):
             continue
@@ -85,13 +96,20 @@ def announcements_by_dvm(events: Iterable[Event], target: Target) -> dict[str, l
         except ProtocolError:
             continue
         if matches(announcement, target):
-            found.setdefault(event.pubkey, []).append(announcement)
+            by_key.setdefault(event.pubkey, []).append(announcement)
+    found: dict[DVMKey, list[DVMAnnouncement]] = {}
+    for pubkey, announcements in by_key.items():
+        if any(a.kind == ANNOUNCEMENT_KIND for a in announcements):
+            found[(pubkey, None)] = announcements
+            continue
+        for announcement in announcements:
+            found.setdefault((pubkey, announcement.d), []).append(announcement)
     return found
 
 
-def latest_beats(events: Iterable[Event]) -> dict[str, Heartbeat]:
-    """Each author's newest heartbeat."""
-    beats: dict[str, Heartbeat] = {}
+def latest_beats(events: Iterable[Event]) -> dict[DVMKey, Heartbeat]:
+    """The newest heartbeat per author and ``d`` (several relays may hold different ones)."""
+    beats: dict[DVMKey, Heartbeat] = {}
     for event in events:
         if event.kind != HEARTBEAT_KIND:
             continue
@@ -99,10 +117,34 @@ def latest_beats(events: Iterable[Event]) -> dict[str, Heartbeat]:
             beat = parse_heartbeat(event)
         except ProtocolError:
             continue
-        known = beats.get(beat.pubkey)
+        known = beats.get((beat.pubkey, beat.d))
         if known is None or beat.created_at > known.created_at:
-            beats[beat.pubkey] = beat
+            beats[(beat.pubkey, beat.d)] = beat
     return beats
+
+
+def beat_for(
+    dvm: DVMKey, beats: Mapping[DVMKey, Heartbeat], siblings: Collection[str | None]
+) -> Heartbeat | None:
+    """The heartbeat that tells whether ``dvm`` is alive.
+
+    A legacy-only DVM's beat is the one whose ``d`` is its NIP-89 ``d``, as Amethyst matches
+    them (SPECS.md §2.5). Otherwise the key's newest beat counts (falling back to the pubkey),
+    except a beat naming another of the key's DVMs (``siblings``: the ``d`` of each): that
+    one says nothing about this DVM.
+
+    Note: kind 11998 is replaceable, so a relay keeps one beat per key: of several DVMs under
+    one key, at most one looks alive per relay (the one that beat last).
+    """
+    pubkey, d = dvm
+    if d is not None and (pubkey, d) in beats:
+        return beats[(pubkey, d)]
+    candidates = [
+        beat
+        for (pk, beat_d), beat in beats.items()
+        if pk == pubkey and (d is None or beat_d is None or beat_d not in siblings)
+    ]
+    return max(candidates, key=lambda beat: beat.created_at, default=None)
 
 
 def merge(
@@ -120,6 +162,7 @@ def merge(
     params = next((a.params for a in ordered if a.params), {})
     return DVMInfo(
         pubkey=pubkey,
+        d=next((a.d for a in ordered if a.d is not None), None),
         name=next((a.name for a in ordered if a.name), ""),
         about=next((a.about for a in ordered if a.about), ""),
         picture=next((a.picture for a in ordered if a.picture), ""),
@@ -137,6 +180,63 @@ def merge(
         load=None if beat is None else beat.load,
         queue=None if beat is None else beat.queue,
         alive=beat is not None and beat.is_alive(now),
+    )
+
+
+def describe(
+    found: Mapping[DVMKey, Sequence[DVMAnnouncement]],
+    beats: Mapping[DVMKey, Heartbeat],
+    now: float,
+) -> list[DVMInfo]:
+    """One :class:`DVMInfo` per DVM of :func:`announcements_by_dvm`, ranked (:func:`rank`)."""
+    siblings: dict[str, set[str | None]] = {}
+    for pubkey, d in found:
+        siblings.setdefault(pubkey, set()).add(d)
+    infos = [
+        merge(key[0], found[key], beat_for(key, beats, siblings[key[0]]), now)
+        for key in sorted(found, key=lambda k: (k[0], k[1] or ""))[:MAX_DVMS]
+    ]
+    return rank(infos)
+
+
+def legacy_kind(dvms: Sequence[DVMInfo], category: str, *, to: str | None = None) -> int:
+    """The NIP-90 kind to ask a ``category`` in, from what its live DVMs announce.
+
+    The kind most live DVMs of the category serve (``to``: only that DVM), ties going to the
+    best-ranked DVM's; the category itself has no legacy kind (NIP-90 knows only kinds).
+
+    Args:
+        dvms: discovery's answer for ``category``, ranked.
+        category: the category asked for (for the message).
+        to: the hex pubkey of the one DVM asked, or None.
+
+    Raises:
+        NoAnswer: no live DVM of the category announces a kind 5000-5999; the message says
+            which kinds dead DVMs announce, if any.
+    """
+    counts: dict[int, int] = {}
+    others: dict[int, None] = {}
+    for info in dvms:
+        if to is not None and info.pubkey != to:
+            continue
+        for kind in (k for k in info.kinds if LEGACY_MIN_KIND <= k <= LEGACY_MAX_KIND):
+            if info.alive:
+                counts[kind] = counts.get(kind, 0) + 1
+            else:
+                others[kind] = None
+    if counts:
+        # max() keeps the first of equals: dicts keep insertion (rank) order.
+        return max(counts, key=lambda kind: counts[kind])
+    who = "the DVM you named" if to is not None else f"category {category!r}"
+    if others:
+        listed = ", ".join(map(str, sorted(others)))
+        raise NoAnswer(
+            f"no live DVM of {who} serves a legacy NIP-90 kind; dead ones announce {listed}: "
+            "ask without --legacy, or give a kind (dvm discover shows who is alive)"
+        )
+    raise NoAnswer(
+        f"no DVM of {who} announces a legacy NIP-90 kind: ask without --legacy (the modern "
+        "dialect), or give a kind 5000-5999 (dvm discover lists the kinds)"
     )
 
 

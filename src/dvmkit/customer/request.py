@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dvmkit.nostr.event import Event, Tag, sign_event
 from dvmkit.nostr.keys import Keys, is_hex64
 from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND, MODERN_KIND
+from dvmkit.protocol.modern import CANCEL_STATUS, DELETION_KIND, cancel_event
 
 ParamValue = str | int | float | bool | Sequence[str]
 
@@ -134,4 +135,62 @@ def retarget(keys: Keys, request: Event, dvm: str, *, created_at: int | None = N
     tags = [t for t in request.tags if t[0] != "p"] + [("p", dvm)]
     return sign_event(
         keys, kind=request.kind, content=request.content, tags=tags, created_at=created_at
+    )
+
+
+def cancellation(
+    keys: Keys,
+    request: Event | str,
+    *,
+    providers: Sequence[str] = (),
+    created_at: int,
+) -> Event:
+    """The signed cancellation of the customer's own ``request``, in its dialect.
+
+    A legacy request gets a NIP-09 deletion (``k`` its kind); a modern one a kind 25000
+    ``cancel`` status, ``p``-tagged to ``providers`` (else the request's own ``p``) and
+    ``t``-tagged with its categories, so that the providers' subscriptions see it. A modern
+    request is ephemeral (relays do not keep it), so it may be known only by id: then a
+    ``cancel`` status to ``providers``, or, with none, a NIP-09 deletion with ``["k",
+    "25000"]``, which every provider following deletions of modern requests sees.
+
+    Args:
+        keys: the request's author (only the author can cancel, NIP-09 and DESIGN.md §4.2).
+        request: the request event, or its hex id when the relays no longer have it.
+        providers: the DVMs to tell (hex pubkeys).
+        created_at: unix seconds.
+
+    Raises:
+        ValueError: a request written by another key, an id that is not 64 hex characters,
+            a malformed provider key, or an event that is not a job request.
+    """
+    for pubkey in providers:
+        if not is_hex64(pubkey):
+            raise ValueError(f"{pubkey!r} is not a 64-character hex public key")
+    if isinstance(request, str):
+        if not is_hex64(request):
+            raise ValueError("a request id is 64 hex characters (or pass an nevent)")
+        p_tags: list[Tag] = [("p", pk) for pk in dict.fromkeys(providers)]
+        if p_tags:
+            tags: list[Tag] = [("e", request), ("status", CANCEL_STATUS), *p_tags]
+            return sign_event(keys, kind=MODERN_KIND, tags=tags, created_at=created_at)
+        tags = [("e", request), ("k", str(MODERN_KIND))]
+        return sign_event(keys, kind=DELETION_KIND, tags=tags, created_at=created_at)
+    if request.pubkey != keys.public_key:
+        raise ValueError(
+            f"request {request.id} was written by {request.pubkey}, not by this key: only "
+            "its author can cancel it (pass the author's --sec)"
+        )
+    if request.kind != MODERN_KIND and not LEGACY_MIN_KIND <= request.kind <= LEGACY_MAX_KIND:
+        raise ValueError(f"event {request.id} (kind {request.kind}) is not a job request")
+    unsigned = cancel_event(request, created_at=created_at, providers=list(providers) or None)
+    extra: list[Tag] = []
+    if request.kind == MODERN_KIND:
+        extra = [("t", c) for c in dict.fromkeys(request.tag_values("t"))]
+    return sign_event(
+        keys,
+        kind=unsigned.kind,
+        content=unsigned.content,
+        tags=[*unsigned.tags, *extra],
+        created_at=created_at,
     )

@@ -48,7 +48,8 @@ class DVMInfo:
     """One DVM as discovery sees it: its announcements (11999 and 31990) and last heartbeat.
 
     ``alive`` follows Amethyst (PR #4069): the latest beat is at most 900 s old and has not
-    expired. A DVM that never beat is not alive.
+    expired. A DVM that never beat is not alive. A legacy-only DVM's beat is the one whose
+    ``d`` is its NIP-89 ``d`` (several such DVMs may share a key).
     """
 
     pubkey: str
@@ -68,11 +69,14 @@ class DVMInfo:
     load: float | None
     queue: int | None
     alive: bool
+    #: the NIP-89 ``d`` identifier; several legacy-only DVMs under one key differ by it.
+    d: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what ``dvm discover`` prints per line)."""
         return {
             "pubkey": self.pubkey,
+            "d": self.d,
             "name": self.name,
             "about": self.about,
             "picture": self.picture,
@@ -145,6 +149,32 @@ class Update:
     def final(self) -> bool:
         return self.type in FINAL_UPDATES
 
+    def describe(self) -> str:
+        """One line for people (``dvm ask``'s progress): what happened, who, at what price.
+
+        Text from the DVM is cut to one printable line: it comes from the network, and a
+        terminal must not run escape sequences a stranger wrote.
+        """
+        who = _short(self.dvm) if self.dvm else "?"
+        price = f" {self.amount_msat} msat" if self.amount_msat is not None else ""
+        text = _printable(self.content)
+        words = {
+            UpdateType.SENT: f"sent request {_short(self.request_id)}"
+            + (f" to {who}" if self.dvm else " (open)"),
+            UpdateType.REPUBLISHED: f"republished request {_short(self.request_id)}: no answer yet",
+            UpdateType.OFFER: f"offer from {who}:{price or ' no price'}",
+            UpdateType.CHOSEN: f"chose {who}{price}" + (f" ({text})" if text else ""),
+            UpdateType.PAYMENT_REQUIRED: f"payment required by {who}:{price}",
+            UpdateType.PROCESSING: f"processing by {who}" + (f": {text}" if text else ""),
+            UpdateType.PARTIAL: f"partial result from {who}: {text}",
+            UpdateType.FAILOVER: f"failing over to {who}: the DVM before it stayed silent",
+            UpdateType.SUCCESS: f"result from {who}{price}",
+            UpdateType.ERROR: f"error from {who}: {self.code or 'ERROR'} {text}".rstrip(),
+            UpdateType.CANCELLED: f"cancelled by {who}",
+            UpdateType.TIMEOUT: f"timeout: {text}",
+        }
+        return words[self.type]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of ``dvm job wait``)."""
         out: dict[str, Any] = {"type": self.type.value, "request": self.request_id}
@@ -161,6 +191,20 @@ class Update:
         if self.event is not None:
             out["event"] = self.event.id
         return out
+
+
+_MAX_LINE = 200
+
+
+def _short(key: str) -> str:
+    return key[:12] + "…" if len(key) > 12 else key
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line of printable characters, at most 200 of them."""
+    line = "".join(ch if ch.isprintable() else " " for ch in text[: _MAX_LINE * 2])
+    line = " ".join(line.split())
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Exit codes (documented in the README and tested):
     1   an unexpected failure (a bug: please report it)
     2   bad input: a malformed key, event, argument or payload
     3   ``dvm ask`` / ``dvm job wait``: the DVM answered with an error (or cancelled)
-    4   ``dvm ask`` / ``dvm job wait``: timeout, no live DVM, or no relay answered
+    4   ``dvm ask`` / ``dvm job wait`` / ``dvm job cancel``: timeout, no live DVM, no relay
+        answered, or (cancel) the job had already ended
     5   ``dvm ask`` / ``dvm job wait``: payment refused, or asked above ``--max-price``
     123 ``dvm verify`` read at least one invalid event (as nak does)
 """

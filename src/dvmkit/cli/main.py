@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dvmkit.cli import customer, tools
+from dvmkit.cli import customer, jobs, tools
 from dvmkit.cli.relay import relay_command
 from dvmkit.cli.serve import serve_command
 
@@ -27,7 +27,7 @@ app.command("relay")(relay_command)
 app.command("serve")(serve_command)
 app.command("discover")(customer.discover_command)
 app.command("ask")(customer.ask_command)
-app.add_typer(customer.job_app, name="job")
+app.add_typer(jobs.job_app, name="job")
 
 
 @app.command("demo")

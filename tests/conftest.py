@@ -36,6 +36,23 @@ async def running_local_relay() -> AsyncIterator[str]:
         relay.shutdown()
 
 
+@contextlib.asynccontextmanager
+async def running_relay(kind: str) -> AsyncIterator[str]:
+    """A relay on a random port: dvmkit's own (``"ours"``) or nostr-sdk's (``"nostr-sdk"``)."""
+    if kind == "ours":
+        from dvmkit.relay.server import Relay
+
+        async with Relay(port=0) as relay:
+            yield relay.url
+    else:
+        async with running_local_relay() as url:
+            yield url
+
+
+#: The relays end-to-end tests run against: ours, and an independent implementation.
+RELAYS_UNDER_TEST = ("ours", "nostr-sdk")
+
+
 @pytest.fixture
 async def local_relay() -> AsyncIterator[str]:
     async with running_local_relay() as url:

@@ -16,7 +16,7 @@ from typing import Any
 import nostr_sdk
 import pytest
 
-from conftest import running_local_relay
+from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.customer import Customer, CustomerTimeouts
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
@@ -30,14 +30,10 @@ FAST_CUSTOMER = CustomerTimeouts(
 )
 
 
-@pytest.fixture(params=["ours", "nostr-sdk"])
+@pytest.fixture(params=RELAYS_UNDER_TEST)
 async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """The relay under test: dvmkit's own, then nostr-sdk's LocalRelay."""
-    if request.param == "ours":
-        async with Relay(port=0) as relay:
-            yield relay.url
-        return
-    async with running_local_relay() as url:
+    async with running_relay(request.param) as url:
         yield url
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 import orjson
 import pytest
 
-from conftest import running_local_relay
+from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.customer import Customer as Client
 from dvmkit.customer import CustomerTimeouts, JobResult
 from dvmkit.customer.request import ParamValue
@@ -45,14 +45,10 @@ async def relay_url() -> AsyncIterator[str]:
         yield relay.url
 
 
-@pytest.fixture(params=["ours", "nostr-sdk"])
+@pytest.fixture(params=RELAYS_UNDER_TEST)
 async def any_relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """The relay under the test: dvmkit's own, then nostr-sdk's LocalRelay."""
-    if request.param == "ours":
-        async with Relay(port=0) as relay:
-            yield relay.url
-        return
-    async with running_local_relay() as url:
+    async with running_relay(request.param) as url:
         yield url
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import nostr_sdk
 import pytest
 
-from conftest import running_local_relay
+from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import FEEDBACK_KIND, MODERN_KIND
@@ -32,14 +32,10 @@ WAIT = 10.0
 FAST = Limits(processing_notice=5.0, input_timeout=5.0, job_input_wait=5.0)
 
 
-@pytest.fixture(params=["ours", "nostr-sdk"])
+@pytest.fixture(params=RELAYS_UNDER_TEST)
 async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """The relay under the test: dvmkit's own, then nostr-sdk's LocalRelay."""
-    if request.param == "ours":
-        async with Relay(port=0) as relay:
-            yield relay.url
-        return
-    async with running_local_relay() as url:
+    async with running_relay(request.param) as url:
         yield url
 
 

@@ -1,0 +1,10 @@
+"""``python -m dvmkit.demo [--once] [--port N]``: the same session as ``dvm demo``."""
+
+from __future__ import annotations
+
+import sys
+
+from dvmkit.demo import main
+
+if __name__ == "__main__":
+    sys.exit(main())

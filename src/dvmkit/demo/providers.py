@@ -1,0 +1,106 @@
+"""The demo's providers: which built-ins run, the two competing digest DVMs, and the dead one.
+
+The digest providers bid on open requests (``DVM(offers=True)``) with different ETAs, and one
+of them can be stalled mid-job and stopped, for the failover step. The dead DVM only exists as
+an announcement and a heartbeat 30 minutes old: nothing runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dvmkit.nostr.event import Event
+from dvmkit.provider import DVM, Limits
+from dvmkit.relay.pool import RelayPool
+
+CATEGORY = "digest"
+BUILTINS = ("echo", "pow", "search", "count", "trending")
+LIMITS = Limits(processing_notice=0.25, job_input_wait=5.0, input_timeout=5.0)
+
+
+def text_stats(text: str) -> dict[str, Any]:
+    """The digest providers' real work: a few facts about a text."""
+    words = re.findall(r"[\w']+", text.lower())
+    return {
+        "characters": len(text),
+        "lines": text.count("\n") + 1,
+        "words": len(words),
+        "top_words": [list(p) for p in collections.Counter(words).most_common(3)],
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+
+
+@dataclass(eq=False)
+class Contender:
+    """A digest provider the demo can stall (``hang``) and stop (``stop``)."""
+
+    dvm: DVM
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    busy: asyncio.Event = field(default_factory=asyncio.Event)
+    hang: bool = False
+
+
+def digest_dvm(name: str, relay: str, *, eta: int, work: float) -> Contender:
+    """A digest provider: stats of a text, or of the notes an ``e``-tag list names."""
+    dvm = DVM(
+        name=name,
+        about=f"Word statistics of a text or of notes; says {eta} s",
+        categories=[CATEGORY],
+        relays=[relay],
+        limits=LIMITS,
+        offers=True,
+        offer_eta=eta,
+    )
+    contender = Contender(dvm)
+
+    @dvm.job
+    async def digest(input: str) -> dict[str, Any]:
+        if contender.hang:  # the demo kills this provider while it "works" on this job
+            contender.hang = False
+            contender.busy.set()
+            await asyncio.Event().wait()
+        await asyncio.sleep(work)
+        ids = _note_ids(input)
+        if ids is None:
+            return text_stats(input)
+        async with RelayPool(relays=[relay], fetch_info=False) as pool:
+            found = {e.id: e.content for e in await pool.fetch({"ids": ids, "kinds": [1]})}
+        return {"notes": len(found), **text_stats("\n".join(found[i] for i in ids if i in found))}
+
+    return contender
+
+
+def _note_ids(text: str) -> list[str] | None:
+    """The ids of a NIP-90 ``e``-tag list result (search, trending), or None for plain text."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, list) or not value:
+        return None
+    ids = [t[1] for t in value if isinstance(t, list) and len(t) > 1 and t[0] == "e"]
+    return ids if len(ids) == len(value) and all(isinstance(i, str) for i in ids) else None
+
+
+def dead_dvm_events(relay: str, now: int) -> list[Event]:
+    """A DVM that announced itself and last beat 30 minutes ago (alive means ≤ 900 s)."""
+    dvm = DVM(
+        name="Old Translator",
+        about="Translated text, once",
+        categories=["translate"],
+        relays=[relay],
+        heartbeat_interval=3600,  # its last beat's NIP-40 expiry is still ahead of us
+    )
+    dvm.job(_never)
+    return [dvm.announcement(now - 1800), dvm.heartbeat(now - 1800)]
+
+
+async def _never(input: str) -> str:
+    raise AssertionError("the dead DVM never runs")

@@ -198,7 +198,6 @@ def job_cancel_command(
     """
 
     async def main() -> None:
-        import asyncio
         import time
 
         from dvmkit.customer import Customer, UpdateType
@@ -224,8 +223,6 @@ def job_cancel_command(
             request = stored[0] if stored else ident
             event = cancellation(keys, request, providers=providers, created_at=int(time.time()))
             job = customer.watch(request, silence_timeout=timeout) if wait else None
-            # The watch registers its route on its first step: let it run before publishing.
-            await asyncio.sleep(0)
             sys.stdout.write(event.to_json() + "\n")
             sys.stdout.flush()
             result = await customer.pool.publish(event, wait="first")

@@ -313,6 +313,9 @@ class Customer:
             watch=True,
         )
         job = Job(self, request, plan)
+        # Answers are routed from now on, not from the job task's first step: a caller may
+        # publish something (a cancel) right after this returns.
+        job.follow(request.id)
         # Someone else's request is not p-tagged to us: follow it by its id.
         feed = self._spawn(self._follow(request.id), f"follow {request.id[:8]}")
         job.task = self._spawn(_then_cancel(job, feed), f"job {request.id[:8]}")

@@ -166,6 +166,12 @@ class Job:
         async with self._changed:
             self._changed.notify_all()
 
+    def follow(self, request_id: str) -> None:
+        """Receive the answers to ``request_id`` from now on (until the job ends)."""
+        if request_id not in self._routed:
+            self._host.route(request_id, self)
+            self._routed.append(request_id)
+
     async def run(self) -> None:
         """The job's task: drive it to an end, then stop listening."""
         try:
@@ -244,8 +250,7 @@ class Job:
         plan = self._plan
         loop = asyncio.get_running_loop()
         kind = None if plan.watch else request.kind
-        self._host.route(request.id, self)
-        self._routed.append(request.id)
+        self.follow(request.id)
         if not plan.watch:
             await self._host.send(request)
             await self._emit(Update(UpdateType.SENT, request.id, dvm=author))

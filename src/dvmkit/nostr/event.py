@@ -361,14 +361,25 @@ def parse_event(raw: str | bytes | Mapping[str, Any]) -> Event:
         if fast is not None:
             return fast
     event = Event.from_dict(raw) if isinstance(raw, Mapping) else Event.from_json(raw)
+    problem = verification_problem(event)
+    if problem is not None:
+        raise InvalidEvent(problem, event_id=event.id)
+    return event
+
+
+def verification_problem(event: Event) -> str | None:
+    """What is wrong with a well-shaped event's id or signature, or None when both check out.
+
+    For callers that word their own refusal (a relay's ``OK false "invalid: ..."``).
+    """
     digest = hashlib.sha256(
         serialize(event.pubkey, event.created_at, event.kind, event.tags, event.content)
     ).digest()
     if digest.hex() != event.id:
-        raise InvalidEvent("id does not match the event's content", event_id=event.id)
+        return "id does not match content"
     if not verify_signature(bytes.fromhex(event.pubkey), bytes.fromhex(event.sig), digest):
-        raise InvalidEvent("signature is invalid", event_id=event.id)
-    return event
+        return "bad signature"
+    return None
 
 
 def sign_event(

@@ -7,15 +7,13 @@ so that a flood of oversized or stale events costs little. Reasons use the NIP-0
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from dvmkit.errors import InvalidEvent, InvalidFilter
 from dvmkit.nostr import nip40, nip42
-from dvmkit.nostr.event import Event, event_from_dict_fast, serialize
+from dvmkit.nostr.event import Event, event_from_dict_fast, verification_problem
 from dvmkit.nostr.filters import Filter
-from dvmkit.nostr.keys import verify_signature
 from dvmkit.relay.limits import RelayLimits
 
 _MAX_SQLITE_INT = 2**63 - 1
@@ -75,13 +73,9 @@ def validate_event(data: object, *, limits: RelayLimits, now: int) -> Accepted:
 
 def verify_id_and_signature(event: Event) -> None:
     """Raises: Rejected: the id is not the hash of the content, or the signature is bad."""
-    digest = hashlib.sha256(
-        serialize(event.pubkey, event.created_at, event.kind, event.tags, event.content)
-    ).digest()
-    if digest.hex() != event.id:
-        raise Rejected("invalid: id does not match content")
-    if not verify_signature(bytes.fromhex(event.pubkey), bytes.fromhex(event.sig), digest):
-        raise Rejected("invalid: bad signature")
+    problem = verification_problem(event)
+    if problem is not None:
+        raise Rejected(f"invalid: {problem}")
 
 
 def _expiration(event: Event) -> int | None:

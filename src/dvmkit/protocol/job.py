@@ -20,6 +20,7 @@ from dvmkit.errors import InvalidEvent, JobError, ProtocolError
 from dvmkit.nostr import nip40
 from dvmkit.nostr.event import Event, Tag, normalize_tags
 from dvmkit.nostr.keys import is_hex64
+from dvmkit.protocol.envelope import Envelope
 
 MODERN_KIND = 25000
 LEGACY_MIN_KIND = 5000
@@ -81,7 +82,11 @@ class JobInput:
 
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    """A parsed job request; ``event`` is the request exactly as the customer signed it."""
+    """A parsed job request; ``event`` is the request exactly as the customer signed it.
+
+    ``envelope`` is how a private request came (gift-wrapped, :mod:`dvmkit.protocol.envelope`):
+    ``event`` is then the inner request, and every answer goes back wrapped the same way.
+    """
 
     id: str
     customer: str
@@ -98,6 +103,12 @@ class JobRequest:
     expiration: int | None
     created_at: int
     event: Event
+    envelope: Envelope | None = None
+
+    @property
+    def private(self) -> bool:
+        """The request came encrypted: gift-wrapped, or with NIP-90 encrypted params."""
+        return self.envelope is not None or self.encryption is not None
 
     def param(self, name: str) -> str | None:
         """The first value of the first ``param`` tag called ``name``, or None."""
@@ -167,6 +178,7 @@ def parse_request(
     *,
     provider: str | None = None,
     decrypted_tags: Sequence[Sequence[str]] | None = None,
+    envelope: Envelope | None = None,
 ) -> JobRequest:
     """Read a job request in either dialect.
 
@@ -177,6 +189,8 @@ def parse_request(
         decrypted_tags: for a legacy request with an ``encrypted`` tag, its decrypted tag list
             (:func:`dvmkit.protocol.legacy.decrypt_legacy_params`); its ``i`` and ``param``
             tags replace the public ones. Ignored for unencrypted requests.
+        envelope: how the request came when it was gift-wrapped (``event`` is then the
+            inner request, already checked by :func:`~dvmkit.protocol.envelope.open_wrap`).
 
     Returns:
         The request. A modern request with no ``i`` tag takes a non-empty ``content`` as its
@@ -259,14 +273,16 @@ def parse_request(
         expiration=nip40.expiration(event),
         created_at=event.created_at,
         event=event,
+        envelope=envelope,
     )
 
 
-def answerable_request(event: Event) -> JobRequest:
+def answerable_request(event: Event, *, envelope: Envelope | None = None) -> JobRequest:
     """What is needed to answer a request that :func:`parse_request` refused with a JobError.
 
-    The id, customer, dialect, category, ``relays`` and encryption scheme are read; inputs and
-    params, which were the problem, are left empty.
+    The id, customer, dialect, category, ``relays``, encryption scheme and ``envelope`` are
+    kept (an answer to a private request stays private); inputs and params, which were the
+    problem, are left empty.
 
     Raises:
         ProtocolError: ``event`` is not of a request kind.
@@ -300,6 +316,7 @@ def answerable_request(event: Event) -> JobRequest:
         expiration=nip40.expiration(event),
         created_at=event.created_at,
         event=event,
+        envelope=envelope,
     )
 
 

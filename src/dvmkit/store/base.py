@@ -62,6 +62,10 @@ class JobRecord:
     error_message: str | None = None
     result_event_id: str | None = None
     attempts: int = 0  # how many times a run was started (see ``add_attempt``)
+    # how a private (gift-wrapped) request came, ``str(Envelope)`` ("simple:21059"); None for
+    # a public one. ``request`` is then the inner event; for the "nip59" form it is the rumor,
+    # whose ``sig`` is all zeros (a rumor has none: the seal it came in was verified).
+    envelope: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from dvmkit.protocol.job import Dialect
 from dvmkit.store.base import JobRecord, OutboxEvent, OutboxItem
 from dvmkit.store.lifecycle import TERMINAL_STATES, JobState
 
-VERSION = 1
+VERSION = 2
 
 # A rowid table rather than WITHOUT ROWID: requests can be tens of kilobytes, and SQLite
 # advises WITHOUT ROWID only for small rows.
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     result_event_id TEXT,
-    attempts INTEGER NOT NULL
+    attempts INTEGER NOT NULL,
+    envelope TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, updated_at);
 CREATE INDEX IF NOT EXISTS jobs_customer ON jobs(customer, created_at);
@@ -58,10 +59,11 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
 
 JOB_COLUMNS = (
     "id, dialect, customer, kind, request, state, created_at, updated_at, expires_at,"
-    " price_msat, paid_msat, payment_ref, error_code, error_message, result_event_id, attempts"
+    " price_msat, paid_msat, payment_ref, error_code, error_message, result_event_id, attempts,"
+    " envelope"
 )
 INSERT_JOB = (
-    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO NOTHING"
 )
 SELECT_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs"
@@ -91,6 +93,9 @@ def create(db: sqlite3.Connection) -> None:
     if version < VERSION:
         db.execute("BEGIN IMMEDIATE")
         try:
+            if version == 1:
+                # Version 2 added the envelope of private (gift-wrapped) jobs.
+                db.execute("ALTER TABLE jobs ADD COLUMN envelope TEXT")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -120,6 +125,7 @@ def job_row(record: JobRecord) -> tuple[Any, ...]:
         record.error_message,
         record.result_event_id,
         record.attempts,
+        record.envelope,
     )
 
 

@@ -15,7 +15,7 @@ from dvmkit.protocol.job import Dialect
 from dvmkit.provider import DVM, Limits
 from dvmkit.relay.pool import RelayPool
 
-from .conftest import WAIT, Customer, make_dvm, now
+from .conftest import WAIT, Customer, customer_on, make_dvm, now
 
 KINDS = (11999, 31990, 11998)
 
@@ -85,6 +85,7 @@ async def test_announcement_11999(relay_url: str, customer: Customer) -> None:
         ("k", "5050"),
         ("k", "5002"),
         ("relays", relay_url),
+        ("encryption", "nip44_v2"),
     ]
     ann = parse_announcement(event)
     assert (ann.pubkey, ann.name, ann.categories) == (dvm.public_key, "Test DVM", ("text",))
@@ -92,7 +93,18 @@ async def test_announcement_11999(relay_url: str, customer: Customer) -> None:
     assert ann.dialects == (Dialect.MODERN, Dialect.LEGACY)
     assert ann.relays == (relay_url,)
     assert ann.params == schema
-    assert (ann.price_msat, ann.payment_methods, ann.encryption) == (None, (), False)
+    assert (ann.price_msat, ann.payment_methods, ann.encryption) == (None, (), True)
+
+
+async def test_a_dvm_with_encryption_off_announces_none(our_relay_url: str) -> None:
+    dvm = described_dvm(our_relay_url, encryption="off")
+    async with customer_on(our_relay_url) as customer, dvm.running():
+        events = await published(our_relay_url, dvm, customer)
+    assert events[11999].tag("encryption") is None
+    body = orjson.loads(events[31990].content)
+    assert (body["encryptionSupported"], body["supportsEncryption"]) == (False, False)
+    assert not parse_announcement(events[11999]).encryption
+    assert not parse_announcement(events[31990]).encryption
 
 
 async def test_nip89_31990(relay_url: str, customer: Customer) -> None:
@@ -107,8 +119,8 @@ async def test_nip89_31990(relay_url: str, customer: Customer) -> None:
         "picture": "https://example.invalid/dvm.png",
         "nip90Params": dvm.params_schema(),
         # Both spellings clients read (SPECS.md §1.8).
-        "encryptionSupported": False,
-        "supportsEncryption": False,
+        "encryptionSupported": True,
+        "supportsEncryption": True,
     }
     ann = parse_announcement(event)
     assert (ann.d, ann.kinds, ann.dialects) == ("test-dvm", (5050, 5002), (Dialect.LEGACY,))

@@ -37,7 +37,7 @@ from dvmkit.protocol.announce import announcement_event, nip89_event
 from dvmkit.protocol.heartbeat import heartbeat_event
 from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND
 from dvmkit.provider.config import Limits, PaymentProcessor, Price
-from dvmkit.provider.engine import Engine
+from dvmkit.provider.engine import Encryption, Engine
 from dvmkit.provider.handler import Handler
 from dvmkit.provider.stats import ProviderStats
 from dvmkit.relay.pool import RelayPool
@@ -75,6 +75,12 @@ class DVM:
         offer_eta: the ETA (whole seconds) offers state; by default the median latency of
             the jobs run so far (no ETA before the first).
         d: the NIP-89 ``d`` identifier (and the heartbeat's); by default from the name.
+        encryption: private jobs (DESIGN.md §4.2). ``optional`` (the default) answers
+            gift-wrapped requests wrapped back to their customer, and plain ones in the
+            clear, and announces ``["encryption", "nip44_v2"]``; ``required`` takes private
+            jobs only (a targeted plain request is answered ``error POLICY_VIOLATION``, an
+            open one left to others); ``off`` reads no gift wraps and announces none. NIP-90
+            encrypted params are read in every mode.
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class DVM:
         offers: bool = False,
         offer_eta: int | None = None,
         d: str | None = None,
+        encryption: Encryption = "optional",
     ) -> None:
         if not categories and not legacy_kinds:
             raise ValueError("a DVM needs at least one category or legacy kind to serve")
@@ -109,6 +116,8 @@ class DVM:
             raise ValueError("a DVM with a price needs a payments processor to confirm payment")
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
+        if encryption not in ("optional", "required", "off"):
+            raise ValueError(f"encryption is optional, required or off, not {encryption!r}")
         if offer_eta is not None and (isinstance(offer_eta, bool) or offer_eta < 0):
             raise ValueError("offer_eta is a non-negative whole number of seconds")
         self.name = name
@@ -127,6 +136,7 @@ class DVM:
         self.payments = payments
         self.offers = offers
         self.offer_eta = offer_eta
+        self.encryption: Encryption = encryption
         self.d = d or (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "dvm")
         self._store = store
         self._explicit_store = store is not None or store_path is not None
@@ -225,6 +235,7 @@ class DVM:
             relays=self.relays,
             price_msat=price,
             payment_methods=tuple(self.payments.methods) if self.payments else (),
+            encryption=self.encryption != "off",
         ).sign(self.keys)
 
     def nip89(self, now: int) -> Event | None:
@@ -241,6 +252,7 @@ class DVM:
             picture=self.picture,
             params=self.params_schema(),
             categories=self.categories,
+            encryption=self.encryption != "off",
         ).sign(self.keys)
 
     def heartbeat(self, now: int) -> Event:
@@ -286,6 +298,7 @@ class DVM:
                     payments=self.payments,
                     offers=self.offers,
                     offer_eta=self.offer_eta,
+                    encryption=self.encryption,
                 )
                 self._engine = engine
                 ready = asyncio.Event()

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dvmkit.errors import DVMError, JobError, PaymentError, ProtocolError
 from dvmkit.nostr import nip40
 from dvmkit.nostr.event import Event
+from dvmkit.nostr.giftwrap import MAX_BACKDATE
 from dvmkit.nostr.keys import Keys
+from dvmkit.protocol.envelope import WRAP_KINDS, Envelope, open_wrap
 from dvmkit.protocol.job import (
     MODERN_KIND,
     ErrorCode,
@@ -49,6 +52,10 @@ from dvmkit.store import JobRecord, JobState, JobStore
 log = logging.getLogger("dvmkit.provider")
 
 _NOT_FINISHED = frozenset(s for s in JobState if not s.terminal)
+
+#: ``optional``: plain and private jobs; ``required``: private jobs only (gift-wrapped, or
+#: NIP-90 encrypted params); ``off``: gift wraps are not read (legacy encrypted params still are).
+Encryption = Literal["optional", "required", "off"]
 
 
 @dataclass(eq=False, slots=True)
@@ -80,6 +87,7 @@ class Engine:
         payments: PaymentProcessor | None,
         offers: bool = False,
         offer_eta: int | None = None,
+        encryption: Encryption = "optional",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
@@ -95,6 +103,7 @@ class Engine:
         self.payments = payments
         self.offers = offers
         self.offer_eta = offer_eta
+        self.encryption = encryption
         self.clock = clock
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._active: dict[str, _Entry] = {}
@@ -132,6 +141,14 @@ class Engine:
         out.append({"kinds": [5], "#k": deleted, "since": since})
         return out
 
+    def wrap_filter(self, since: int) -> dict[str, Any]:
+        """Gift wraps addressed to the DVM: private requests and their cancellations.
+
+        A stored (1059) wrap's ``created_at`` may be up to two days in the past (NIP-59), so
+        the window reaches that much further back than ``since``.
+        """
+        return {"kinds": sorted(WRAP_KINDS), "#p": [self.me], "since": since - MAX_BACKDATE}
+
     async def run(self, ready: asyncio.Event) -> None:
         """Resume, then serve until cancelled. Sets ``ready`` once the DVM is listening."""
         async with asyncio.TaskGroup() as tg:
@@ -141,11 +158,24 @@ class Engine:
             for n in range(self.limits.concurrency):
                 tg.create_task(self._worker(), name=f"dvm worker {n}")
             since = int(self.clock()) - self.limits.request_lookback
-            async with self.pool.subscribe(*self.filters(since)) as sub:
+            async with contextlib.AsyncExitStack() as subs:
+                sub = await subs.enter_async_context(self.pool.subscribe(*self.filters(since)))
+                stored = [sub.wait_stored()]
+                if self.encryption != "off":
+                    # Its own subscription: after a reconnect it must not be narrowed to
+                    # "since the gap" (wraps are back-dated), unlike the one above.
+                    wraps = await subs.enter_async_context(
+                        self.pool.subscribe(self.wrap_filter(since), rewrite_since=False)
+                    )
+                    stored.append(wraps.wait_stored())
+                    tg.create_task(self._read(wraps), name="dvm wraps")
                 # Read while waiting for EOSE: stored requests may outnumber the queue.
-                tg.create_task(_set_when_stored(sub.wait_stored(), ready))
-                async for event in sub:
-                    self.on_event(event)
+                tg.create_task(_set_when_stored(asyncio.gather(*stored), ready))
+                await self._read(sub)
+
+    async def _read(self, sub: AsyncIterable[Event]) -> None:
+        async for event in sub:
+            self.on_event(event)
 
     async def resume(self) -> None:
         """After a restart: re-queue unfinished jobs and re-send events never marked sent."""
@@ -188,7 +218,8 @@ class Engine:
     def _reparse(self, record: JobRecord) -> JobRequest | None:
         try:
             event = Event.from_json(record.request)
-            return self._parse(event)
+            envelope = None if record.envelope is None else Envelope.parse(record.envelope)
+            return self._parse(event, envelope)
         except (DVMError, ValueError):
             log.warning("job %s: stored request no longer parses; leaving it", record.id)
             return None
@@ -196,7 +227,41 @@ class Engine:
     # -- receiving ----------------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
-        """Route one verified event from the subscription (never blocks)."""
+        """Route one verified event from the subscriptions (never blocks)."""
+        if event.kind in WRAP_KINDS:
+            self._on_wrap(event)
+        else:
+            self._on_request(event, None)
+
+    def _on_wrap(self, wrap: Event) -> None:
+        """A gift wrap: a private request or cancellation, if it opens and checks out.
+
+        One that does not (not for us, forged, tampered, an inner signature or seal that does
+        not match its claimed author) is dropped unanswered: there is no one we could answer
+        without trusting what failed the check.
+        """
+        if self.encryption == "off":
+            self._counts["ignored"] += 1
+            return
+        try:
+            opened = open_wrap(wrap, self.keys)
+        except ProtocolError as exc:
+            self._counts["refused_wraps"] += 1
+            log.debug("wrap %s refused: %s", wrap.id, exc)
+            return
+        inner = opened.event
+        if (
+            inner.kind in WRAP_KINDS
+            or inner.created_at < self.clock() - self.limits.request_lookback
+        ):
+            # A wrap in a wrap is nobody's request. The inner event's time is the real one
+            # (only wraps and seals are back-dated): one older than the look-back window is a
+            # stored wrap read again, which in the clear we would not have read either.
+            self._counts["ignored"] += 1
+            return
+        self._on_request(inner, opened.envelope)
+
+    def _on_request(self, event: Event, envelope: Envelope | None) -> None:
         if event.kind == 5:
             for target in event.tag_values("e"):
                 self._spawn(self.cancel(target, by=event.pubkey))
@@ -225,22 +290,33 @@ class Engine:
                 self._counts["ignored"] += 1
                 return
         try:
-            request = self._parse(event)
+            request = self._parse(event, envelope)
         except ProtocolError:
             self._counts["ignored"] += 1
             return
         except JobError as exc:
+            answerable = answerable_request(event, envelope=envelope)
+            self._spawn(self.ledger.reject(answerable, exc.code, exc.message, store=True))
+            return
+        if self.encryption == "required" and not request.private:
+            if request.is_open:
+                self._counts["ignored"] += 1  # others of the category may take it in the clear
+                return
+            message = (
+                "this DVM takes private jobs only: gift-wrap the request to it (NIP-59), or "
+                "encrypt a NIP-90 request's params"
+            )
             self._spawn(
-                self.ledger.reject(answerable_request(event), exc.code, exc.message, store=True)
+                self.ledger.reject(request, ErrorCode.POLICY_VIOLATION, message, store=True)
             )
             return
         self._admit(request)
 
-    def _parse(self, event: Event) -> JobRequest:
+    def _parse(self, event: Event, envelope: Envelope | None = None) -> JobRequest:
         decrypted = None
         if event.kind != MODERN_KIND and encryption_scheme(event) is not None:
             decrypted = decrypt_legacy_params(event, self.keys)
-        return parse_request(event, provider=self.me, decrypted_tags=decrypted)
+        return parse_request(event, provider=self.me, decrypted_tags=decrypted, envelope=envelope)
 
     def _admit(self, request: JobRequest) -> None:
         try:
@@ -537,6 +613,6 @@ async def _guarded(coro: Coroutine[Any, Any, Any]) -> None:
         log.warning("%s", exc)
 
 
-async def _set_when_stored(stored: Coroutine[Any, Any, None], ready: asyncio.Event) -> None:
+async def _set_when_stored(stored: Awaitable[Any], ready: asyncio.Event) -> None:
     await stored
     ready.set()

@@ -95,6 +95,13 @@ async def _own_result(store: JobStore | None, job_id: str) -> str | None:
     record = None if store is None else await store.get(job_id)
     if store is None or record is None or record.state is not JobState.SUCCESS:
         return None
+    if record.envelope is not None or Event.from_json(record.request).tag("encrypted"):
+        # Its result went to its customer encrypted; this DVM cannot read it back, and must
+        # not hand it to whoever names the job.
+        raise JobError(
+            "BAD_REQUEST",
+            f"job {job_id} was private: its result cannot be an input; send it as text",
+        )
     for item in await store.job_events(job_id):
         if item.event_id == record.result_event_id:
             return Event.from_json(item.event_json).content

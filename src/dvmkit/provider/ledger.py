@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dvmkit.nostr.event import Event
+from dvmkit.nostr.event import Event, UnsignedEvent
 from dvmkit.nostr.keys import Keys
+from dvmkit.protocol.envelope import seal_answer
 from dvmkit.protocol.job import JobRequest, StatusKind
 from dvmkit.protocol.response import result_event, status_event
 from dvmkit.provider.sender import Sender
@@ -57,16 +58,26 @@ class Ledger:
 
     # -- building -----------------------------------------------------------------------------
 
+    def seal(self, request: JobRequest, answer: UnsignedEvent) -> tuple[str, Event]:
+        """``(answer id, event to publish)``: the signed answer, or for a private
+        (gift-wrapped) request the wrap that carries it back to the customer only."""
+        if request.envelope is None:
+            event = answer.sign(self.keys)
+            return event.id, event
+        return seal_answer(answer, self.keys, request.customer, request.envelope)
+
     def status(self, request: JobRequest, status: StatusKind, **fields: Any) -> Event:
-        """A signed status about ``request`` in its dialect (see ``protocol.status_event``)."""
-        return status_event(
+        """A status about ``request`` in its dialect (see ``protocol.status_event``), signed,
+        and wrapped when the request was."""
+        unsigned = status_event(
             request,
             status,
             provider=self.me,
             created_at=int(self.clock()),
             keys=self.keys,
             **fields,
-        ).sign(self.keys)
+        )
+        return self.seal(request, unsigned)[1]
 
     def error(self, request: JobRequest, code: str, message: str) -> Event:
         return self.status(request, StatusKind.ERROR, code=code, message=message)
@@ -86,6 +97,7 @@ class Ledger:
             state=state,
             created_at=now,
             updated_at=now,
+            envelope=None if request.envelope is None else str(request.envelope),
             **fields,
         )
 
@@ -106,21 +118,25 @@ class Ledger:
 
     async def succeed(self, request: JobRequest, content: str) -> None:
         now = int(self.clock())
-        event = result_event(
-            request, content, provider=self.me, created_at=now, keys=self.keys
-        ).sign(self.keys)
+        result_id, event = self.seal(
+            request,
+            result_event(request, content, provider=self.me, created_at=now, keys=self.keys),
+        )
         if len(event.to_json_bytes()) > self.compact_results_above:
             # A legacy result repeats the request (``request`` and ``i`` tags); with a large
             # request that can pass what relays accept. Clients link by ``e`` anyway.
-            event = result_event(
-                request, content, provider=self.me, created_at=now, keys=self.keys, compact=True
-            ).sign(self.keys)
+            result_id, event = self.seal(
+                request,
+                result_event(
+                    request, content, provider=self.me, created_at=now, keys=self.keys, compact=True
+                ),
+            )
         if await self.store.transition(
             request.id,
             expect=JobState.PROCESSING,
             to=JobState.SUCCESS,
             outbox=[self.outbox(event, request)],
-            result_event_id=event.id,
+            result_event_id=result_id,
         ):
             self.counts["done"] += 1
             self.on_final(request.id)

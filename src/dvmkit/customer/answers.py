@@ -35,7 +35,9 @@ _DVM_STATUSES = frozenset(
 _MAX_TEXT = 2000
 
 
-def read_answer(event: Event, request_id: str, request_kind: int | None) -> Update | None:
+def read_answer(
+    event: Event, request_id: str, request_kind: int | None, *, content: str | None = None
+) -> Update | None:
     """The update ``event`` reports about request ``request_id``, or None if it is not one.
 
     Args:
@@ -43,7 +45,10 @@ def read_answer(event: Event, request_id: str, request_kind: int | None) -> Upda
         request_id: our request's id; the event's first ``e`` tag must be exactly it.
         request_kind: the request's kind (25000 or 5000-5999), or None when unknown (a
             request being watched by id): then every answer form is read.
+        content: the event's content decrypted (an answer to encrypted params); its own
+            content when None.
     """
+    text = event.content if content is None else content
     if event.tag_value("e") != request_id:
         return None
     legacy_result = (
@@ -57,7 +62,7 @@ def read_answer(event: Event, request_id: str, request_kind: int | None) -> Upda
             UpdateType.SUCCESS,
             request_id,
             dvm=event.pubkey,
-            content=event.content,
+            content=text,
             amount_msat=amount,
             bolt11=bolt11,
             event=event,
@@ -73,7 +78,6 @@ def read_answer(event: Event, request_id: str, request_kind: int | None) -> Upda
     if kind is None or kind not in _DVM_STATUSES:
         return None
     code: str | None = None
-    text = event.content
     if kind is UpdateType.ERROR:
         if modern:
             # nips PR #1941: ["status", "error", CODE, message]

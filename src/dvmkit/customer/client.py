@@ -18,25 +18,32 @@ each job as a task of its own task group; leaving the ``async with`` ends them a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from dvmkit.customer import discovery
 from dvmkit.customer.answers import CHOICES, Choose
 from dvmkit.customer.job import Job, Plan, unique_targets
-from dvmkit.customer.request import ParamValue, build_request
+from dvmkit.customer.request import ParamValue, build_request, request_tags
 from dvmkit.customer.values import DEFAULT_CUSTOMER_TIMEOUTS, CustomerTimeouts, DVMInfo
-from dvmkit.errors import NoAnswer, RelayError
+from dvmkit.errors import NoAnswer, ProtocolError, RelayError
 from dvmkit.nostr.event import Event
+from dvmkit.nostr.giftwrap import MAX_BACKDATE
 from dvmkit.nostr.keys import Keys, is_hex64
+from dvmkit.protocol.envelope import WRAP_KINDS, Envelope, open_wrap, wrap_request
 from dvmkit.protocol.modern import cancel_event
 from dvmkit.relay.pool import RelayPool
 
 # Answers dated a little before the subscription opened still belong to this session.
 _SINCE_SLACK = 30
+# Wraps already opened (a wrap arrives through both subscriptions, and from every relay).
+_OPENED_WRAPS = 4096
+#: How many encrypting DVMs a private request to a category is offered to, in turn.
+_PRIVATE_CANDIDATES = 5
 
 
 class Customer:
@@ -71,6 +78,8 @@ class Customer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._latency: dict[str, float] = {}
         self._known: dict[str, DVMInfo] = {}
+        self._opened: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._wrap_feed: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Customer(pubkey={self.keys.public_key!r}, relays={list(self._pool.relays)!r})"
@@ -123,11 +132,58 @@ class Customer:
             self._route_event(event)
 
     def _route_event(self, event: Event) -> None:
+        if event.kind in WRAP_KINDS:
+            inner = self._open(event)
+            if inner is None:
+                return
+            event = inner
         # Answers name the request in their first `e` tag (DESIGN.md §4.2).
         target = event.tag_value("e")
         job = self._routes.get(target) if target is not None else None
         if job is not None:
             job.deliver(event)
+
+    def _open(self, wrap: Event) -> Event | None:
+        """The answer inside a wrap to us, checked (the inner signature, or the seal against
+        the rumor's author), or None. Who wrote it is checked by the job it names."""
+        if wrap.id in self._opened:
+            return None
+        self._opened[wrap.id] = None
+        if len(self._opened) > _OPENED_WRAPS:
+            self._opened.popitem(last=False)
+        try:
+            inner = open_wrap(wrap, self.keys).event
+        except ProtocolError:
+            return None  # not for us, forged or garbled: nobody's answer
+        return None if inner.kind in WRAP_KINDS else inner
+
+    async def _open_wrap_feed(self) -> None:
+        """Subscribe to wraps addressed to us, once, before the first private request.
+
+        The main subscription starts ``since`` now, and a stored (1059) wrap may be dated up
+        to two days back (NIP-59): this one reaches that far, and keeps its window after a
+        reconnect. A key with many wraps (NIP-17 messages) pays for reading them once.
+        """
+        if self._wrap_feed is None:
+            self._wrap_feed = asyncio.get_running_loop().create_future()
+            self._spawn(self._feed_wraps(self._wrap_feed), "customer wraps")
+        await asyncio.shield(self._wrap_feed)
+
+    async def _feed_wraps(self, ready: asyncio.Future[None]) -> None:
+        since = int(self._clock()) - MAX_BACKDATE - _SINCE_SLACK
+        wraps = {"kinds": sorted(WRAP_KINDS), "#p": [self.keys.public_key], "since": since}
+        try:
+            async with self._pool.subscribe(wraps, rewrite_since=False) as sub:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.timeouts.connect):
+                        await sub.wait_stored()
+                ready.set_result(None)
+                async for event in sub:
+                    self._route_event(event)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RelayError(str(exc)))
+            raise
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         if self._tg is None:
@@ -151,13 +207,19 @@ class Customer:
                 "running and accept the kind"
             )
 
-    async def send_cancel(self, request: Event, dvm: str | None) -> None:
+    async def send_cancel(
+        self, request: Event, dvm: str | None, envelope: Envelope | None = None
+    ) -> None:
         if request.pubkey != self.keys.public_key:
             return  # a watched request of someone else's: only its author can cancel it
         providers = None if dvm is None else [dvm]
         event = cancel_event(request, created_at=int(self._clock()), providers=providers)
+        signed = event.sign(self.keys)
+        if envelope is not None and dvm is not None:
+            # A cancel in the clear would name the private request's id: wrap it too.
+            signed = wrap_request(signed, self.keys, dvm, envelope)
         with contextlib.suppress(RelayError):
-            await self._pool.publish(event.sign(self.keys), wait="first")
+            await self._pool.publish(signed, wait="first")
 
     def route(self, request_id: str, job: Job | None) -> None:
         if job is None:
@@ -232,6 +294,8 @@ class Customer:
         offer_window: float | None = None,
         silence_timeout: float | None = None,
         relays_hint: Sequence[str] = (),
+        encrypt: bool | Literal["nip04", "nip44"] = False,
+        envelope: Envelope | None = None,
     ) -> Job:
         """Send a job request and return its handle; the job runs in the background.
 
@@ -249,9 +313,21 @@ class Customer:
             offer_window: seconds to collect offers; the customer's default when None.
             silence_timeout: seconds a DVM may stay silent before it is given up on.
             relays_hint: a ``relays`` tag: where the DVM should answer.
+            encrypt: a private job (DESIGN.md §4.2): nothing about it is readable on the
+                relays but who it was sent to. A modern request is gift-wrapped to its DVM
+                (``envelope``: the simplified wrap, kind 21059, by default), and so is its
+                cancellation; a legacy one has its ``i`` and ``param`` tags encrypted to
+                the DVM (NIP-90 encrypted params; ``True`` means ``nip44``, or name
+                ``nip04``). Never sent in the clear: without ``to``, the live DVMs that
+                announce encryption are asked in turn, and with none, :class:`NoAnswer`.
+            envelope: how to wrap a private request (implies ``encrypt``):
+                ``Envelope("nip59", 1059)`` for full NIP-59 in a stored wrap.
 
         Raises:
-            ValueError: a bad target, key, param, choice or price.
+            ValueError: a bad target, key, param, choice or price; ``nip04``/``nip44``
+                for a modern request.
+            NoAnswer: ``encrypt`` with no DVM to ask: none named, and no live one of the
+                category announces encryption; or a DVM named that announces it has none.
         """
         if legacy and not isinstance(target, int):
             raise ValueError(
@@ -265,6 +341,23 @@ class Customer:
         for pubkey in targets:
             if not is_hex64(pubkey):
                 raise ValueError(f"{pubkey!r} is not a 64-character hex public key")
+        private = bool(encrypt) or envelope is not None
+        modern = not isinstance(target, int)
+        if modern and encrypt in ("nip04", "nip44"):
+            raise ValueError(
+                f"{encrypt} names NIP-90 encrypted params; a modern job is made private by "
+                "wrapping it (encrypt=True)"
+            )
+        if private:
+            targets = await self._private_targets(target, targets)
+        scheme: Literal["nip04", "nip44"] | None = None
+        if private and envelope is None and not modern:
+            scheme = "nip04" if encrypt == "nip04" else "nip44"
+        elif private:
+            envelope = envelope or Envelope()
+        clear_tags = request_tags(
+            target, input=input, input_type=input_type, params=params, relays=relays_hint
+        )
         event = build_request(
             self.keys,
             target,
@@ -273,7 +366,10 @@ class Customer:
             params=params,
             to=targets[0] if targets else None,
             relays=relays_hint,
+            encryption=scheme,
         )
+        if envelope is not None:
+            await self._open_wrap_feed()
         t = self.timeouts
         plan = Plan(
             targets=targets,
@@ -283,8 +379,30 @@ class Customer:
             silence=t.silence if silence_timeout is None else silence_timeout,
             ack=t.ack,
             republish=t.republish,
+            envelope=envelope,
+            private_tags=None if scheme is None else (tuple(clear_tags), scheme),
         )
         return self._start(Job(self, event, plan))
+
+    async def _private_targets(self, target: str | int, named: tuple[str, ...]) -> tuple[str, ...]:
+        """The DVMs a private job may go to: the ones named, else live ones that announce
+        encryption (a wrap is for one recipient: a private job is never open)."""
+        if named:
+            for pubkey in named:
+                info = self._known.get(pubkey)
+                if info is not None and not info.encryption:
+                    raise NoAnswer(
+                        f"DVM {pubkey} does not announce encryption: it could not read a "
+                        "private job, and this one will not be sent in the clear"
+                    )
+            return named
+        found = [i.pubkey for i in await self.discover(target) if i.alive and i.encryption]
+        if not found:
+            raise NoAnswer(
+                f"no live DVM for {target!r} announces encryption: a private job is not sent "
+                "in the clear (drop --encrypt, or name a DVM with --to)"
+            )
+        return tuple(dict.fromkeys(found))[:_PRIVATE_CANDIDATES]
 
     def watch(
         self,

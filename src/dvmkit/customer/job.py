@@ -14,16 +14,25 @@ import asyncio
 import functools
 import math
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dvmkit.customer.answers import Choose, Offer, offer_from, rank_offers, read_answer
 from dvmkit.customer.request import retarget
 from dvmkit.customer.values import JobResult, Update, UpdateType
-from dvmkit.errors import DVMError, JobCancelled, JobFailed, NoAnswer, PaymentRequired
-from dvmkit.nostr.event import Event
+from dvmkit.errors import (
+    DVMError,
+    JobCancelled,
+    JobFailed,
+    NoAnswer,
+    PaymentRequired,
+    ProtocolError,
+)
+from dvmkit.nostr import nip04, nip44
+from dvmkit.nostr.event import Event, Tag
 from dvmkit.nostr.keys import Keys
-from dvmkit.protocol.job import MODERN_KIND
+from dvmkit.protocol.envelope import Envelope, wrap_request
+from dvmkit.protocol.job import MODERN_KIND, Encryption
 
 
 class Host(Protocol):
@@ -32,7 +41,9 @@ class Host(Protocol):
     keys: Keys
 
     async def send(self, event: Event) -> None: ...
-    async def send_cancel(self, request: Event, dvm: str | None) -> None: ...
+    async def send_cancel(
+        self, request: Event, dvm: str | None, envelope: Envelope | None = None
+    ) -> None: ...
     def route(self, request_id: str, job: Job | None) -> None: ...
     def latency(self, dvm: str) -> float | None: ...
     def observed(self, dvm: str, seconds: float) -> None: ...
@@ -51,6 +62,11 @@ class Plan:
     ack: float
     republish: int
     watch: bool = False
+    #: a private modern job: every request (and cancel) goes to its DVM in this wrap.
+    envelope: Envelope | None = None
+    #: a legacy job with encrypted params: its private tags in the clear, and the scheme
+    #: (re-encrypted to each DVM failed over to; answers decrypted with it).
+    private_tags: tuple[tuple[Tag, ...], Encryption] | None = field(default=None, repr=False)
 
 
 class _Silent:
@@ -134,7 +150,7 @@ class Job:
         the job as cancelled. Does nothing once the job has ended."""
         if self.done:
             return
-        await self._host.send_cancel(self._current, self._current_dvm)
+        await self._host.send_cancel(self._current, self._current_dvm, self._plan.envelope)
         await self._finish(error=JobCancelled(f"job {self.id} was cancelled"))
         await self._emit(Update(UpdateType.CANCELLED, self._current.id, dvm=self._current_dvm))
         if self.task is not None and self.task is not asyncio.current_task():
@@ -228,10 +244,10 @@ class Job:
     ) -> JobResult | _Silent:
         for number, dvm in enumerate(dvms):
             if number > 0:
-                await self._host.send_cancel(self._current, self._current_dvm)
+                await self._host.send_cancel(self._current, self._current_dvm, self._plan.envelope)
                 await self._emit(Update(UpdateType.FAILOVER, self._current.id, dvm=dvm))
             if number > 0 or first_is_new:
-                request = retarget(self._host.keys, request, dvm)
+                request = retarget(self._host.keys, request, dvm, private=self._plan.private_tags)
             self._current, self._current_dvm = request, dvm
             outcome = await self._listen(request, author=dvm, open_=False)
             if isinstance(outcome, JobResult):
@@ -252,7 +268,7 @@ class Job:
         kind = None if plan.watch else request.kind
         self.follow(request.id)
         if not plan.watch:
-            await self._host.send(request)
+            await self._host.send(self._wire(request, author))
             await self._emit(Update(UpdateType.SENT, request.id, dvm=author))
         started = last = sent_at = loop.time()
         heard, republished = False, 0
@@ -280,7 +296,8 @@ class Job:
                     # Same event, same id: a DVM that already has it answers from its store.
                     republished += 1
                     sent_at = now
-                    await self._host.send(request)
+                    # A private request goes in a fresh wrap; the DVM knows it by its inner id.
+                    await self._host.send(self._wire(request, author))
                     await self._emit(Update(UpdateType.REPUBLISHED, request.id, dvm=author))
                     continue
                 if pending_error is not None:
@@ -290,7 +307,11 @@ class Job:
                 continue
             if author is not None and event.pubkey != author:
                 continue  # a third key answering for the DVM we asked: never believed
-            update = read_answer(event, request.id, kind)
+            try:
+                content = self._readable(event)
+            except ProtocolError:
+                continue  # encrypted to someone else, or garbled: not an answer we can read
+            update = read_answer(event, request.id, kind, content=content)
             if update is None:
                 continue
             heard, last = True, loop.time()
@@ -326,6 +347,31 @@ class Job:
                 elif offer is not None:
                     pending_error = pending_error or self._refuse(update, dvm)
                     give_up = min(give_up, last + plan.offer_window)
+
+    def _wire(self, request: Event, dvm: str | None) -> Event:
+        """What goes on the wire for ``request``: itself, or wrapped to its DVM."""
+        envelope = self._plan.envelope
+        if envelope is None:
+            return request
+        assert dvm is not None, "a private job is always targeted"
+        return wrap_request(request, self._host.keys, dvm, envelope)
+
+    def _readable(self, event: Event) -> str:
+        """``event``'s content, decrypted when it answers a request with encrypted params.
+
+        Raises:
+            ProtocolError: it does not decrypt.
+        """
+        private = self._plan.private_tags
+        tag = event.tag("encrypted")
+        if private is None or tag is None or not event.content:
+            return event.content
+        scheme = tag[1].lower() if len(tag) > 1 and tag[1] else "nip04"
+        if scheme == "nip44":
+            return nip44.decrypt_from(self._host.keys, event.pubkey, event.content)
+        if scheme == "nip04":
+            return nip04.decrypt(self._host.keys, event.pubkey, event.content)
+        raise ProtocolError(f"an answer encrypted with unknown scheme {scheme[:20]!r}")
 
     def _refuse(self, update: Update, dvm: str) -> PaymentRequired:
         amount = update.amount_msat or 0

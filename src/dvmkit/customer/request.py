@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import orjson
+
+from dvmkit.nostr import nip04, nip44
 from dvmkit.nostr.event import Event, Tag, sign_event
 from dvmkit.nostr.keys import Keys, is_hex64
-from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND, MODERN_KIND
+from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND, MODERN_KIND, Encryption
 from dvmkit.protocol.modern import CANCEL_STATUS, DELETION_KIND, cancel_event
 
 ParamValue = str | int | float | bool | Sequence[str]
+#: The tags NIP-90 encrypted params hide (SPECS.md §1.3).
+PRIVATE_TAGS = frozenset({"i", "param"})
 
 
 def request_kind(target: str | int) -> int:
@@ -98,6 +103,7 @@ def build_request(
     relays: Sequence[str] = (),
     output: str | None = None,
     created_at: int | None = None,
+    encryption: Encryption | None = None,
 ) -> Event:
     """A signed job request.
 
@@ -112,9 +118,13 @@ def build_request(
         relays: where the DVM should answer (``relays`` tag).
         output: the expected output MIME type.
         created_at: unix seconds; now when omitted.
+        encryption: for a legacy request to one DVM (``to``), hide its ``i`` and ``param``
+            tags in the content, encrypted to the DVM with ``nip04`` or ``nip44`` (NIP-90
+            encrypted params; SPECS.md §1.3).
 
     Raises:
-        ValueError: see :func:`request_tags`.
+        ValueError: see :func:`request_tags`; encryption of a modern request (wrap it
+            instead: :func:`dvmkit.protocol.envelope.wrap_request`) or of an open one.
     """
     tags = request_tags(
         target,
@@ -126,12 +136,58 @@ def build_request(
         relays=relays,
         output=output,
     )
-    return sign_event(keys, kind=request_kind(target), tags=tags, created_at=created_at)
+    kind = request_kind(target)
+    if encryption is None:
+        return sign_event(keys, kind=kind, tags=tags, created_at=created_at)
+    if kind == MODERN_KIND:
+        raise ValueError("a modern request is made private by wrapping it, not by encrypted params")
+    if to is None:
+        raise ValueError("encrypted params are encrypted to one DVM: name it (to=...)")
+    return encrypted_request(keys, kind, tags, encryption, to, created_at=created_at)
 
 
-def retarget(keys: Keys, request: Event, dvm: str, *, created_at: int | None = None) -> Event:
+def encrypted_request(
+    keys: Keys,
+    kind: int,
+    tags: Sequence[Tag],
+    encryption: Encryption,
+    dvm: str,
+    *,
+    created_at: int | None = None,
+) -> Event:
+    """A legacy request for ``dvm`` with its ``i`` and ``param`` tags encrypted to it.
+
+    ``tags`` are the request's tags in the clear; the private ones go into the content as a
+    JSON array, and the public ones keep ``p`` (only ``dvm``) and ``["encrypted", scheme]``.
+    """
+    private = [list(t) for t in tags if t[0] in PRIVATE_TAGS]
+    public: list[Tag] = [t for t in tags if t[0] not in PRIVATE_TAGS | {"p", "encrypted"}]
+    plaintext = orjson.dumps(private).decode()
+    if encryption == "nip04":
+        content = nip04.encrypt(keys, dvm, plaintext)
+    else:
+        content = nip44.encrypt_to(keys, dvm, plaintext)
+    public += [("p", dvm), ("encrypted", encryption)]
+    return sign_event(keys, kind=kind, content=content, tags=public, created_at=created_at)
+
+
+def retarget(
+    keys: Keys,
+    request: Event,
+    dvm: str,
+    *,
+    created_at: int | None = None,
+    private: tuple[Sequence[Tag], Encryption] | None = None,
+) -> Event:
     """A new request like ``request`` but ``p``-tagged to ``dvm`` only (a targeted request
-    to the DVM chosen among offers, or failed over to)."""
+    to the DVM chosen among offers, or failed over to).
+
+    ``private``: for a request with encrypted params, its tags in the clear and the scheme;
+    they are encrypted again, to ``dvm``.
+    """
+    if private is not None:
+        tags, scheme = private
+        return encrypted_request(keys, request.kind, tags, scheme, dvm, created_at=created_at)
     tags = [t for t in request.tags if t[0] != "p"] + [("p", dvm)]
     return sign_event(
         keys, kind=request.kind, content=request.content, tags=tags, created_at=created_at

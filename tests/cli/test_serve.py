@@ -134,6 +134,19 @@ def test_settings_precedence_flags_env_toml(workdir: Path, monkeypatch: pytest.M
     assert list(dvm.relays) == ["ws://127.0.0.1:4"]
 
 
+def test_encryption_from_toml_env_or_flag(workdir: Path) -> None:
+    (workdir / "dvm.toml").write_text('encryption = "required"\n')
+    settings = read_config(workdir / "dvm.toml")
+    dvm = load_dvm("echo_dvm.py:dvm")
+    secret = Keys.generate().nsec()
+    assert dvm.encryption == "optional"
+    apply_settings(dvm, settings, relays=None, sec=secret, key_file=None, db=None)
+    assert dvm.encryption == "required"
+    apply_settings(dvm, settings, relays=None, sec=secret, key_file=None, db=None, encryption="off")
+    assert dvm.encryption == "off"
+    assert dvm.announcement(0).tag("encryption") is None
+
+
 def test_key_file_is_created_0600_and_refused_when_readable_by_others(workdir: Path) -> None:
     path = workdir / "keys" / "dvm.key"
     keys = load_or_create_key(path)
@@ -160,6 +173,8 @@ def test_key_file_is_created_0600_and_refused_when_readable_by_others(workdir: P
         (["echo_dvm.py:dvm"], "[limits]\nspeed = 1", "unknown limit 'speed'"),
         (["echo_dvm.py:dvm"], "[limits]\nconcurrency = 0", "concurrency must be at least 1"),
         (["echo_dvm.py:dvm"], "heartbeat_interval = -1", "heartbeat_interval must be"),
+        (["echo_dvm.py:dvm"], 'encryption = "maybe"', "encryption is optional, required or off"),
+        (["echo_dvm.py:dvm", "--encryption", "on"], None, "encryption is optional, required"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(

@@ -172,13 +172,14 @@ def _table(found: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("", "name", "categories / kinds", "price", "beat", "pubkey")
+    table = Table("", "name", "categories / kinds", "price", "private", "beat", "pubkey")
     for info in found:
         badge = "[green]live[/]" if info.alive else "[red]dead[/]"
         age = "never" if info.beat_age is None else f"{info.beat_age:.0f} s ago"
         price = "?" if info.price_msat is None else f"{info.price_msat} msat"
         serves = ", ".join([*info.categories, *map(str, info.kinds)])
-        table.add_row(badge, info.name, serves, price, age, info.pubkey[:16] + "…")
+        private = "yes" if info.encryption else "no"
+        table.add_row(badge, info.name, serves, price, private, age, info.pubkey[:16] + "…")
     Console().print(table)
     if not found:
         error("no DVM found: start one (dvm serve) or try other relays")
@@ -202,6 +203,24 @@ def ask_command(
         int | None, typer.Option("--max-price", help="refuse prices above (msat)")
     ] = None,
     choose: Annotated[str, typer.Option("--choose", help="cheapest|fastest|first")] = "cheapest",
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="private: wrap the job to the DVM (legacy: NIP-44 encrypted params); never "
+            "sent in the clear",
+        ),
+    ] = False,
+    nip04: Annotated[
+        bool,
+        typer.Option("--nip04", help="legacy encrypted params with NIP-04 (implies --encrypt)"),
+    ] = False,
+    wrap: Annotated[
+        str, typer.Option("--wrap", help="simple (ContextVM) or nip59 (rumor, seal, wrap)")
+    ] = "simple",
+    wrap_kind: Annotated[
+        int, typer.Option("--wrap-kind", help="21059 (ephemeral) or 1059 (stored)")
+    ] = 21059,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait")] = 60.0,
     as_json: Json = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
@@ -214,7 +233,11 @@ def ask_command(
 
         from dvmkit.customer import Customer, CustomerTimeouts
         from dvmkit.customer.discovery import legacy_kind
+        from dvmkit.protocol.envelope import Envelope
 
+        private = encrypt or nip04
+        custom_wrap = wrap != "simple" or wrap_kind != 21059
+        envelope = Envelope(wrap, wrap_kind) if custom_wrap else None  # type: ignore[arg-type]
         input_arg, relays = split_args(args)
         input_text = read_input(input_arg)
         kind = parse_target(target)
@@ -230,6 +253,8 @@ def ask_command(
                 kind = legacy_kind(await customer.discover(kind), kind, to=dvm)
                 if not quiet:
                     print(f"category {target.strip()}: legacy kind {kind}", file=sys.stderr)
+            if nip04 and not isinstance(kind, int):
+                raise ValueError("--nip04 is for NIP-90 (legacy) requests: add --legacy")
             job = await customer.request(
                 kind,
                 input=input_text,
@@ -237,6 +262,8 @@ def ask_command(
                 to=dvm,
                 max_price_msat=max_price,
                 choose=choose,  # type: ignore[arg-type]
+                encrypt="nip04" if nip04 else private,
+                envelope=envelope if private or custom_wrap else None,
             )
             if not quiet:
                 await _show_progress(job)

@@ -81,12 +81,23 @@ def serve_command(
         Path | None, typer.Option("--db", envvar="DVMKIT_DB", help="the job store (SQLite file)")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="a TOML settings file")] = None,
+    encryption: Annotated[
+        str | None,
+        typer.Option(
+            "--encryption",
+            envvar="DVMKIT_ENCRYPTION",
+            help="private jobs: optional (default), required, or off",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve a DVM until SIGINT or SIGTERM."""
     try:
         dvm = _choose(target, builtin)
         settings = read_config(config) if config is not None else {}
-        apply_settings(dvm, settings, relays=relay, sec=sec, key_file=key_file, db=db)
+        apply_settings(
+            dvm, settings, relays=relay, sec=sec, key_file=key_file, db=db, encryption=encryption
+        )
     except (ServeError, DVMError, ValueError) as exc:
         error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -174,7 +185,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ServeError(f"{path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ServeError(f"{path}: not valid TOML: {exc}") from None
-    known = {"relays", "db", "key_file", "heartbeat_interval", "limits"}
+    known = {"relays", "db", "key_file", "heartbeat_interval", "limits", "encryption"}
     unknown = sorted(set(data) - known)
     if "sec" in data or "secret" in data:
         raise ServeError(f"{path}: keep secrets out of config files; use a key file")
@@ -193,6 +204,7 @@ def apply_settings(
     sec: str | None,
     key_file: Path | None,
     db: Path | None,
+    encryption: str | None = None,
 ) -> None:
     """Apply flags, environment and TOML settings to ``dvm`` (flags win)."""
     from dvmkit.provider.config import Limits
@@ -221,12 +233,16 @@ def apply_settings(
     interval = settings.get("heartbeat_interval")
     if interval is not None and (type(interval) is not int or interval <= 0):
         raise ServeError("heartbeat_interval must be a positive whole number of seconds")
+    mode = encryption or settings.get("encryption")
+    if mode not in (None, "optional", "required", "off"):
+        raise ServeError(f"encryption is optional, required or off, not {str(mode)[:20]!r}")
     dvm.configure(
         keys=keys,
         relays=chosen_relays or [DEFAULT_RELAY],
         store_path=db or _path(settings, "db"),
         limits=limits,
         heartbeat_interval=interval,
+        encryption=mode,  # type: ignore[arg-type]  # checked just above
     )
 
 

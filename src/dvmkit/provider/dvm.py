@@ -158,6 +158,7 @@ class DVM:
         store_path: str | Path | None = None,
         limits: Limits | None = None,
         heartbeat_interval: int | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         """Override settings before running (what ``dvm serve`` does with its flags, env and
         TOML). A new key also moves the default job store to that key's file."""
@@ -177,6 +178,10 @@ class DVM:
             if heartbeat_interval <= 0:
                 raise ValueError("heartbeat_interval must be positive")
             self.heartbeat_interval = heartbeat_interval
+        if encryption is not None:
+            if encryption not in ("optional", "required", "off"):
+                raise ValueError(f"encryption is optional, required or off, not {encryption!r}")
+            self.encryption = encryption
 
     @property
     def public_key(self) -> str:

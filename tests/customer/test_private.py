@@ -275,3 +275,32 @@ async def test_an_observer_of_everything_never_sees_the_job(envelope: Envelope) 
     for wrap in wraps:
         assert wrap["tags"][0][0] == "p"
         assert wrap["pubkey"] not in (dvm.public_key, customer.keys.public_key)
+
+
+async def test_a_wrapped_job_on_a_relay_that_serves_wraps_only_to_their_recipient() -> None:
+    """NIP-42: provider and customer each AUTH and get their own wraps; others get none."""
+    async with Relay(port=0, auth=True) as relay:
+        dvm = echo_dvm(relay.url)
+        snoop = Keys.generate()
+        async with (
+            RelayPool(relays=[relay.url], signer=snoop) as pool,
+            pool.subscribe({"kinds": [1059, 21059]}) as wraps,
+            dvm.running(),
+            customer_on(relay.url) as customer,
+        ):
+            await wraps.wait_stored()
+            for envelope in (Envelope(), Envelope("nip59", 1059)):
+                job = await customer.request(
+                    "text", input=f"for us in {envelope}", to=dvm.public_key, envelope=envelope
+                )
+                result = await job.result(timeout=WAIT)
+                assert (result.content, result.dvm) == (f"for us in {envelope}", dvm.public_key)
+            # The snooper authenticated as itself: it is the recipient of nothing. A wrap
+            # addressed to it, published last, is the first and only one it reads.
+            await customer.pool.publish(
+                wrap_signed(sign_event(customer.keys, kind=1, content="hi"), snoop.public_key),
+                wait="all",
+            )
+            async with asyncio.timeout(WAIT):
+                first = await anext(aiter(wraps))
+            assert first.tag_value("p") == snoop.public_key

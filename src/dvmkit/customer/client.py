@@ -40,7 +40,7 @@ from dvmkit.relay.pool import RelayPool
 
 # Answers dated a little before the subscription opened still belong to this session.
 _SINCE_SLACK = 30
-# Wraps already opened (a wrap arrives through both subscriptions, and from every relay).
+# How many opened wraps are remembered (see Customer._open).
 _OPENED_WRAPS = 4096
 #: How many encrypting DVMs a private request to a category is offered to, in turn.
 _PRIVATE_CANDIDATES = 5
@@ -78,7 +78,7 @@ class Customer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._latency: dict[str, float] = {}
         self._known: dict[str, DVMInfo] = {}
-        self._opened: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._opened: collections.OrderedDict[str, Event | None] = collections.OrderedDict()
         self._wrap_feed: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -145,17 +145,25 @@ class Customer:
 
     def _open(self, wrap: Event) -> Event | None:
         """The answer inside a wrap to us, checked (the inner signature, or the seal against
-        the rumor's author), or None. Who wrote it is checked by the job it names."""
+        the rumor's author), or None. Who wrote it is checked by the job it names.
+
+        A wrap arrives through both subscriptions and from every relay, and a DVM re-sends
+        the same wraps to a request it already answered: each is opened once, and what it
+        held is routed again every time (the job drops what it has seen).
+        """
         if wrap.id in self._opened:
-            return None
-        self._opened[wrap.id] = None
+            self._opened.move_to_end(wrap.id)
+            return self._opened[wrap.id]
+        try:
+            inner: Event | None = open_wrap(wrap, self.keys).event
+        except ProtocolError:
+            inner = None  # not for us, forged or garbled: nobody's answer
+        if inner is not None and inner.kind in WRAP_KINDS:
+            inner = None
+        self._opened[wrap.id] = inner
         if len(self._opened) > _OPENED_WRAPS:
             self._opened.popitem(last=False)
-        try:
-            inner = open_wrap(wrap, self.keys).event
-        except ProtocolError:
-            return None  # not for us, forged or garbled: nobody's answer
-        return None if inner.kind in WRAP_KINDS else inner
+        return inner
 
     async def _open_wrap_feed(self) -> None:
         """Subscribe to wraps addressed to us, once, before the first private request.

@@ -16,12 +16,14 @@ from dvmkit.customer.values import (
     Update,
     UpdateType,
 )
+from dvmkit.protocol.envelope import Envelope
 
 __all__ = [
     "Choose",
     "Customer",
     "CustomerTimeouts",
     "DVMInfo",
+    "Envelope",
     "Job",
     "JobResult",
     "Update",

@@ -15,7 +15,7 @@ from dvmkit.errors import JobCancelled, NoAnswer
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.giftwrap import wrap_signed
 from dvmkit.nostr.keys import Keys
-from dvmkit.protocol.envelope import Envelope
+from dvmkit.protocol.envelope import Envelope, wrap_request
 from dvmkit.provider import Job as ProviderJob
 from dvmkit.relay.pool import RelayPool
 from dvmkit.relay.server import Relay
@@ -304,3 +304,18 @@ async def test_a_wrapped_job_on_a_relay_that_serves_wraps_only_to_their_recipien
             async with asyncio.timeout(WAIT):
                 first = await anext(aiter(wraps))
             assert first.tag_value("p") == snoop.public_key
+
+
+async def test_a_request_wrapped_to_a_dvm_is_for_it_without_a_p_tag(our_relay_url: str) -> None:
+    """A wrap has one recipient: its inner request needs no p tag, and no category of ours."""
+    dvm = echo_dvm(our_relay_url)
+    async with dvm.running(), customer_on(our_relay_url) as customer:
+        inner = sign_event(
+            customer.keys,
+            kind=25000,
+            tags=[("category", "elsewhere"), ("t", "elsewhere"), ("i", "no p tag", "text")],
+        )
+        job = customer.watch(inner, dvm=dvm.public_key)
+        await customer.pool.publish(wrap_request(inner, customer.keys, dvm.public_key))
+        result = await job.result(timeout=WAIT)
+    assert (result.content, result.dvm, result.request_id) == ("no p tag", dvm.public_key, inner.id)

@@ -283,7 +283,8 @@ class Engine:
             return
         if event.id in self._active:
             return  # already queued or running here
-        if event.kind == MODERN_KIND and self.me not in event.tag_values("p"):
+        targeted = envelope is not None or self.me in event.tag_values("p")
+        if event.kind == MODERN_KIND and not targeted:
             # An open request for another category is not ours, whatever else is wrong with it.
             category = event.tag_value("category") or event.tag_value("t")
             if category not in self.categories:
@@ -316,7 +317,13 @@ class Engine:
         decrypted = None
         if event.kind != MODERN_KIND and encryption_scheme(event) is not None:
             decrypted = decrypt_legacy_params(event, self.keys)
-        return parse_request(event, provider=self.me, decrypted_tags=decrypted, envelope=envelope)
+        request = parse_request(
+            event, provider=self.me, decrypted_tags=decrypted, envelope=envelope
+        )
+        if envelope is not None and request.is_open:
+            # A wrap has one recipient: a request wrapped to us is for us, p tag or not.
+            request = dataclasses.replace(request, providers=(self.me,))
+        return request
 
     def _admit(self, request: JobRequest) -> None:
         try:

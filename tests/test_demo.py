@@ -50,6 +50,7 @@ def test_dvm_demo_once_succeeds_at_every_step() -> None:
         "offers",
         "legacy",
         "chain",
+        "private",
         "failover",
     ]
     assert all(line["ok"] for line in lines), lines
@@ -78,6 +79,12 @@ def test_dvm_demo_once_succeeds_at_every_step() -> None:
     contents = {e.id: e.content for e in events}
     digest = {"notes": len(trending), **demo.text_stats("\n".join(contents[i] for i in trending))}
     assert got["chain"]["result"] == digest
+
+    private = got["private"]
+    assert private["by"] == fastest  # ranked by the latency observed in earlier steps
+    assert private["leaked"] == 0
+    assert private["wraps_seen"] >= 2  # the request and the result, at least
+    assert private["result"] == demo.text_stats(demo.PRIVATE_TEXT)
 
     failover = got["failover"]
     assert failover["chosen"] == failover["killed"] == fastest

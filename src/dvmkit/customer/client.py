@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
@@ -357,7 +358,7 @@ class Customer:
                 "wrapping it (encrypt=True)"
             )
         if private:
-            targets = await self._private_targets(target, targets)
+            targets = await self._private_targets(target, targets, choose)
         scheme: Literal["nip04", "nip44"] | None = None
         if private and envelope is None and not modern:
             scheme = "nip04" if encrypt == "nip04" else "nip44"
@@ -392,9 +393,12 @@ class Customer:
         )
         return self._start(Job(self, event, plan))
 
-    async def _private_targets(self, target: str | int, named: tuple[str, ...]) -> tuple[str, ...]:
+    async def _private_targets(
+        self, target: str | int, named: tuple[str, ...], choose: Choose
+    ) -> tuple[str, ...]:
         """The DVMs a private job may go to: the ones named, else live ones that announce
-        encryption (a wrap is for one recipient: a private job is never open)."""
+        encryption, ranked by ``choose`` on what they announce and what was observed (a wrap
+        is for one recipient: a private job is never open, so it gathers no offers)."""
         if named:
             for pubkey in named:
                 info = self._known.get(pubkey)
@@ -404,7 +408,12 @@ class Customer:
                         "private job, and this one will not be sent in the clear"
                     )
             return named
-        found = [i.pubkey for i in await self.discover(target) if i.alive and i.encryption]
+        live = [i for i in await self.discover(target) if i.alive and i.encryption]
+        if choose == "cheapest":
+            live.sort(key=lambda i: i.price_msat or 0)
+        elif choose == "fastest":
+            live.sort(key=lambda i: self._latency.get(i.pubkey, math.inf))
+        found = [i.pubkey for i in live]
         if not found:
             raise NoAnswer(
                 f"no live DVM for {target!r} announces encryption: a private job is not sent "

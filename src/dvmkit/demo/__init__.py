@@ -27,13 +27,14 @@ from __future__ import annotations
 from dvmkit.demo.corpus import corpus, demo_keys
 from dvmkit.demo.providers import BUILTINS, CATEGORY, text_stats
 from dvmkit.demo.session import DEFAULT_PORT, main, open_relay, run
-from dvmkit.demo.steps import FAILOVER_TEXT, SEARCH_WORD, TEXT, TRENDING_COUNT
+from dvmkit.demo.steps import FAILOVER_TEXT, PRIVATE_TEXT, SEARCH_WORD, TEXT, TRENDING_COUNT
 
 __all__ = [
     "BUILTINS",
     "CATEGORY",
     "DEFAULT_PORT",
     "FAILOVER_TEXT",
+    "PRIVATE_TEXT",
     "SEARCH_WORD",
     "TEXT",
     "TRENDING_COUNT",

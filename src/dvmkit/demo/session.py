@@ -31,6 +31,7 @@ from dvmkit.demo.steps import (
     step_failover,
     step_legacy,
     step_offers,
+    step_private,
     step_seed,
 )
 from dvmkit.errors import RelayError
@@ -110,6 +111,9 @@ async def run(*, once: bool, port: int = DEFAULT_PORT, without: Sequence[str] = 
             await run_step(demo, "legacy", "a legacy NIP-90 search (kind 5302)", step_legacy(demo))
             await run_step(
                 demo, "chain", "a chained job: trending, then its digest", step_chain(demo)
+            )
+            await run_step(
+                demo, "private", "a private job: only gift wraps on the relay", step_private(demo)
             )
             await run_step(demo, "failover", "a provider dies mid-job", step_failover(demo, kill))
         failed = [s["step"] for s in demo.steps if not s["ok"]]

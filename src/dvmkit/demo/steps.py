@@ -21,6 +21,8 @@ from dvmkit.customer import Job as CustomerJob
 from dvmkit.demo.corpus import corpus
 from dvmkit.demo.providers import CATEGORY, Contender
 from dvmkit.errors import DVMError
+from dvmkit.nostr.event import sign_event
+from dvmkit.nostr.giftwrap import wrap_signed
 
 SEARCH_WORD = "lightning"
 TRENDING_COUNT = 5
@@ -29,6 +31,7 @@ TEXT = (
     "the result.\nOpen requests get offers; the customer picks one and the work gets done."
 )
 FAILOVER_TEXT = "A provider can vanish mid-job; the customer notices the silence and moves on."
+PRIVATE_TEXT = "Whisper this one: gift-wrapped to the provider, the relay sees a sealed envelope."
 STEP_SECONDS = 15.0
 console = Console(stderr=True, highlight=False)
 
@@ -152,6 +155,54 @@ async def step_chain(demo: Demo) -> dict[str, Any]:
     content = _content(result)
     summary = f"{len(ids)} trending notes, digested by {demo.name(result.dvm)}: {_words(content)}"
     return {"trending": ids, "by": demo.name(result.dvm), **content, "summary": summary}
+
+
+async def step_private(demo: Demo) -> dict[str, Any]:
+    """A private job, watched by an observer that reads every gift wrap on the relay."""
+    pool = demo.customer.pool
+    me = demo.customer.keys
+    # Relays pass events on in order: once a marker sent after the job is seen, so is the job.
+    marker = wrap_signed(sign_event(me, kind=1, content="end of the job"), me.public_key)
+    seen: list[bytes] = []
+    listening, marked = asyncio.Event(), asyncio.Event()
+
+    async def observe() -> None:
+        async with pool.subscribe({"kinds": [21059]}) as sub:
+            await sub.wait_stored()
+            listening.set()
+            async for event in sub:
+                if event.id == marker.id:
+                    marked.set()
+                else:
+                    seen.append(event.to_json_bytes())
+
+    async with asyncio.TaskGroup() as tg:
+        watcher = tg.create_task(observe())
+        await listening.wait()
+        job = await demo.customer.request(
+            CATEGORY, input=PRIVATE_TEXT, encrypt=True, choose="fastest"
+        )
+        await demo.narrate(job)
+        result = await job.result(timeout=1)
+        await pool.publish(marker, wait="all")
+        await marked.wait()
+        watcher.cancel()
+    leaked = [raw for raw in seen if PRIVATE_TEXT.encode() in raw or job.id.encode() in raw]
+    console.print(
+        f"    an observer on the relay saw {len(seen)} gift wraps (kind 21059), each from a "
+        f"one-time key; the text in {len(leaked)} of them"
+    )
+    if leaked or not seen:
+        raise DVMError("the private job's text or id was readable on the relay")
+    content = _content(result)
+    return {
+        "by": demo.name(result.dvm),
+        "wraps_seen": len(seen),
+        "leaked": len(leaked),
+        **content,
+        "summary": f"{demo.name(result.dvm)} answered in {len(seen) - 1} wraps, none readable: "
+        + _words(content),
+    }
 
 
 async def step_failover(demo: Demo, kill: Callable[[Contender], Awaitable[None]]) -> dict[str, Any]:

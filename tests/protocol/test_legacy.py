@@ -15,6 +15,7 @@ from dvmkit.nostr import nip04, nip44
 from dvmkit.nostr.event import Event, UnsignedEvent
 from dvmkit.protocol.job import ErrorCode, JobInput, JobRequest, StatusKind, parse_request
 from dvmkit.protocol.legacy import (
+    ENCRYPTED_MESSAGE,
     decrypt_legacy_params,
     feedback_event,
     legacy_result_event,
@@ -105,6 +106,48 @@ def test_empty_content_of_an_encrypted_request_stays_empty_and_untagged() -> Non
     event = feedback_event(req, StatusKind.PROCESSING, provider=ME, created_at=NOW, keys=PROVIDER)
     assert event.content == ""
     assert event.tags == (("status", "processing"), ("e", req.id), ("p", CUSTOMER.public_key))
+
+
+@pytest.mark.parametrize(
+    ("spelling", "scheme"), [(["encrypted"], "nip04"), (["encrypted", "nip44"], "nip44")]
+)
+def test_an_error_about_encrypted_params_keeps_its_message_encrypted(
+    spelling: list[str], scheme: str
+) -> None:
+    # The message quotes a private param value; the clear tag must not.
+    req = parse_request(_encrypted_request(spelling), provider=ME, decrypted_tags=PRIVATE)
+    message = "param 'language' must be one of de, fr; got 'en'"
+    event = feedback_event(
+        req,
+        StatusKind.ERROR,
+        provider=ME,
+        created_at=NOW,
+        code=ErrorCode.INVALID_PARAMETER,
+        message=message,
+        keys=PROVIDER,
+    )
+    checked_by_sdk(event, PROVIDER)
+    assert event.tags == (
+        ("status", "error", f"INVALID_PARAMETER: {ENCRYPTED_MESSAGE}"),
+        ("e", req.id),
+        ("p", CUSTOMER.public_key),
+        tuple(spelling),
+    )
+    assert _sdk_decrypt(scheme, event.content) == message
+
+
+def test_a_progress_message_about_encrypted_params_goes_in_the_encrypted_content() -> None:
+    req = parse_request(
+        _encrypted_request(["encrypted", "nip44"]), provider=ME, decrypted_tags=PRIVATE
+    )
+    message = "translating 'a private sentence'"
+    event = feedback_event(
+        req, StatusKind.PROCESSING, provider=ME, created_at=NOW, message=message, keys=PROVIDER
+    )
+    checked_by_sdk(event, PROVIDER)
+    assert event.tags[0] == ("status", "processing")
+    assert "private sentence" not in event.to_json()
+    assert _sdk_decrypt("nip44", event.content) == message
 
 
 def test_encrypted_request_without_the_right_keys_is_not_answered_in_clear() -> None:

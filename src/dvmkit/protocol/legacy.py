@@ -24,6 +24,8 @@ from dvmkit.protocol.job import (
     encryption_scheme,
 )
 
+#: The clear error message of an answer to encrypted params; the real one is in the content.
+ENCRYPTED_MESSAGE = "the message is encrypted in the content"
 # NIP-90 feedback knows these; `offer` belongs to the modern open-request flow only.
 _FEEDBACK_STATUSES = frozenset(StatusKind) - {StatusKind.OFFER}
 
@@ -106,7 +108,9 @@ def feedback_event(
         created_at: unix seconds.
         content: empty, or a partial result; encrypted when the request was.
         code: for ``error``, the error code (required).
-        message: human-readable extra info; for ``error``, ``"CODE: message"`` is sent.
+        message: human-readable extra info; for ``error``, ``"CODE: message"`` is sent. For an
+            error about encrypted params the message is the (encrypted) content instead, and
+            the tag says ``"CODE: "`` + :data:`ENCRYPTED_MESSAGE`.
         amount_msat, bolt11: an ``amount`` tag (required for ``payment-required``).
         relay_hint: where we saw the request, for the ``e`` tag.
         keys: the provider's keys, needed only when the request was encrypted.
@@ -123,8 +127,16 @@ def feedback_event(
         if code is None:
             raise ProtocolError("an error status needs an error code")
         extra: str | None = f"{code}: {message}" if message else str(code)
+        if request.encryption is not None and message:
+            # An error message may quote the private params (a value it refused, an input it
+            # could not read): like the rest of the feedback (NIP-90 §"Encrypted Params") it
+            # goes encrypted in the content; the clear tag keeps only the code.
+            content, extra = content or message, f"{code}: {ENCRYPTED_MESSAGE}"
     else:
         extra = message
+        if request.encryption is not None and message:
+            # A progress message may quote the private input too: into the content it goes.
+            content, extra = content or message, None
     if status is StatusKind.PAYMENT_REQUIRED and amount_msat is None:
         raise ProtocolError("payment-required needs amount_msat")
     body, encrypted = _encrypt(request, content, provider=provider, keys=keys)

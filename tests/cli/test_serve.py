@@ -139,11 +139,14 @@ def test_encryption_from_toml_env_or_flag(workdir: Path) -> None:
     settings = read_config(workdir / "dvm.toml")
     dvm = load_dvm("echo_dvm.py:dvm")
     secret = Keys.generate().nsec()
-    assert dvm.encryption == "optional"
-    apply_settings(dvm, settings, relays=None, sec=secret, key_file=None, db=None)
-    assert dvm.encryption == "required"
-    apply_settings(dvm, settings, relays=None, sec=secret, key_file=None, db=None, encryption="off")
-    assert dvm.encryption == "off"
+    assert dvm.announcement(0).tag("encryption") == ("encryption", "nip44_v2")  # optional
+    modes = []
+    for flag in (None, "off"):
+        apply_settings(
+            dvm, settings, relays=None, sec=secret, key_file=None, db=None, encryption=flag
+        )
+        modes.append(dvm.encryption)
+    assert modes == ["required", "off"]  # the TOML, then the flag over it
     assert dvm.announcement(0).tag("encryption") is None
 
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from dvmkit.customer import UpdateType
-from dvmkit.errors import JobCancelled, NoAnswer
+from dvmkit.errors import JobCancelled, JobFailed, NoAnswer
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.giftwrap import wrap_signed
 from dvmkit.nostr.keys import Keys
@@ -319,3 +319,38 @@ async def test_a_request_wrapped_to_a_dvm_is_for_it_without_a_p_tag(our_relay_ur
         await customer.pool.publish(wrap_request(inner, customer.keys, dvm.public_key))
         result = await job.result(timeout=WAIT)
     assert (result.content, result.dvm, result.request_id) == ("no p tag", dvm.public_key, inner.id)
+
+
+@pytest.mark.parametrize("scheme", ["nip04", "nip44"])
+async def test_legacy_encrypted_errors_and_progress_are_read_decrypted(
+    our_relay_url: str, scheme: str
+) -> None:
+    dvm = make_dvm(our_relay_url)
+
+    @dvm.job
+    async def count(input: str, times: int, job: ProviderJob) -> str:
+        await job.progress(f"counting {input!r}")
+        return input * times
+
+    async with dvm.running(), customer_on(our_relay_url) as customer:
+        bad = await customer.request(
+            5050,
+            input="x",
+            params={"times": "many"},
+            to=dvm.public_key,
+            encrypt=scheme,  # type: ignore[arg-type]
+        )
+        with pytest.raises(JobFailed) as failed:
+            await bad.result(timeout=WAIT)
+        assert failed.value.code == "INVALID_PARAMETER"
+        assert "many" in str(failed.value)
+        good = await customer.request(
+            5050,
+            input="ab",
+            params={"times": "2"},
+            to=dvm.public_key,
+            encrypt=scheme,  # type: ignore[arg-type]
+        )
+        assert (await good.result(timeout=WAIT)).content == "abab"
+        said = [u.content async for u in good.updates() if u.type is UpdateType.PROCESSING]
+    assert said == ["counting 'ab'"]

@@ -87,7 +87,9 @@ def read_answer(
             # NIP-90 as dvmkit writes it: ["status", "error", "CODE: message"]
             extra = tag[2] if len(tag) > 2 else ""
             head, sep, rest = extra.partition(": ")
-            code, text = (head, rest) if sep and head.isupper() else ("ERROR", extra)
+            code, message = (head, rest) if sep and head.isupper() else ("ERROR", extra)
+            # Answering encrypted params, the message is in the (decrypted) content.
+            text = text or message
     elif not text and len(tag) > 2:
         text = tag[2]
     return Update(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dvmkit.errors import StoreError
-from dvmkit.store import SQLiteJobStore
-from dvmkit.store.schema import VERSION
+from dvmkit.store import JobState, SQLiteJobStore
+from dvmkit.store.schema import VERSION, job_row
 
 from .helpers import make_record
 
@@ -76,3 +76,75 @@ async def test_a_newer_schema_is_refused_not_overwritten(tmp_path: Path) -> None
 def test_synchronous_must_be_known() -> None:
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteJobStore(synchronous="off")  # type: ignore[arg-type]
+
+
+# The file format of dvmkit's schema version 1, as it wrote it (before private jobs).
+SCHEMA_1 = """
+CREATE TABLE jobs (
+    id TEXT NOT NULL PRIMARY KEY,
+    dialect TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL,
+    price_msat INTEGER NOT NULL,
+    paid_msat INTEGER NOT NULL,
+    payment_ref TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    result_event_id TEXT,
+    attempts INTEGER NOT NULL
+);
+CREATE INDEX jobs_state ON jobs(state, updated_at);
+CREATE INDEX jobs_customer ON jobs(customer, created_at);
+CREATE INDEX jobs_expiry ON jobs(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    event TEXT NOT NULL,
+    relays TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL
+);
+CREATE INDEX outbox_job ON outbox(job_id, seq);
+CREATE INDEX outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_version_1_file_is_migrated_and_its_jobs_kept(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    old = make_record(state=JobState.SUCCESS, attempts=1, result_event_id="e" * 64)
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(SCHEMA_1)
+        db.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            job_row(old)[:-1],  # every column but the envelope, which version 1 did not have
+        )
+        db.commit()
+    finally:
+        db.close()
+
+    private = make_record(envelope="nip59:1059")
+    async with SQLiteJobStore(path) as store:
+        migrated = await store.get(old.id)
+        assert migrated == old
+        assert migrated is not None
+        assert migrated.envelope is None
+        assert await store.insert(private)
+        assert await store.get(private.id) == private
+    async with SQLiteJobStore(path) as store:  # reopened: nothing to migrate twice
+        assert await store.get(old.id) == old
+        assert await store.get(private.id) == private
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (VERSION,)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
+        assert columns[-1] == "envelope"
+    finally:
+        db.close()

@@ -29,7 +29,12 @@ def _hrp_expand(hrp: str) -> list[int]:
     return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
 
 
-def _convert_bits(data: bytes | list[int], from_bits: int, to_bits: int, pad: bool) -> list[int]:
+def convert_bits(data: bytes | list[int], from_bits: int, to_bits: int, pad: bool) -> list[int]:
+    """Regroup ``data``'s bits from ``from_bits`` to ``to_bits`` per value (8 ↔ 5 for bech32).
+
+    Raises:
+        Bech32Error: without ``pad``, leftover bits that are not zero padding.
+    """
     acc = 0
     bits = 0
     out: list[int] = []
@@ -50,9 +55,12 @@ def _convert_bits(data: bytes | list[int], from_bits: int, to_bits: int, pad: bo
 
 def encode(hrp: str, data: bytes) -> str:
     """Encode ``data`` under the human-readable part ``hrp``."""
-    words = _convert_bits(data, 8, 5, pad=True)
-    values = _hrp_expand(hrp) + words
-    polymod = _polymod([*values, 0, 0, 0, 0, 0, 0]) ^ 1
+    return encode_words(hrp, convert_bits(data, 8, 5, pad=True))
+
+
+def encode_words(hrp: str, words: list[int]) -> str:
+    """Encode 5-bit ``words`` under ``hrp`` with the bech32 checksum (BOLT-11 needs words)."""
+    polymod = _polymod([*_hrp_expand(hrp), *words, 0, 0, 0, 0, 0, 0]) ^ 1
     checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
     return hrp + "1" + "".join(CHARSET[w] for w in words + checksum)
 
@@ -63,10 +71,20 @@ def decode(text: str) -> tuple[str, bytes]:
     Raises:
         Bech32Error: mixed case, bad characters, a bad checksum, bad padding, or too long.
     """
+    hrp, words = decode_words(text)
+    return hrp, bytes(convert_bits(words, 5, 8, pad=False))
+
+
+def decode_words(text: str, *, max_length: int = MAX_LENGTH) -> tuple[str, list[int]]:
+    """Decode bech32 ``text`` into ``(hrp, 5-bit words)``, the checksum checked and removed.
+
+    Raises:
+        Bech32Error: not text, mixed case, bad characters, a bad checksum, or too long.
+    """
     if not isinstance(text, str):
         raise Bech32Error("bech32 input must be a string")
-    if len(text) > MAX_LENGTH:
-        raise Bech32Error(f"bech32 string is longer than {MAX_LENGTH} characters")
+    if len(text) > max_length:
+        raise Bech32Error(f"bech32 string is longer than {max_length} characters")
     if text.lower() != text and text.upper() != text:
         raise Bech32Error("bech32 string mixes upper and lower case")
     text = text.lower()
@@ -82,4 +100,4 @@ def decode(text: str) -> tuple[str, bytes]:
         raise Bech32Error(f"bech32 string has an invalid character {exc.args[0]!r}") from None
     if _polymod(_hrp_expand(hrp) + values) != 1:
         raise Bech32Error("bech32 checksum does not match (a typo, or bech32m)")
-    return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
+    return hrp, values[:-6]

@@ -1,0 +1,11 @@
+"""Payments: BOLT-11 invoices, the NIP-47 wallet client, and the dvmkit dev wallet.
+
+Above :mod:`dvmkit.relay` and :mod:`dvmkit.nostr`, below the provider, customer and CLI:
+
+- :mod:`~dvmkit.payments.bolt11`: encode and decode Lightning invoices (pure);
+- :mod:`~dvmkit.payments.nip47`: NIP-47 values, connection URIs and the request/response codec
+  (pure);
+- :mod:`~dvmkit.payments.nwc`: :class:`~dvmkit.payments.nwc.NWCClient`, a wallet over relays;
+- :mod:`~dvmkit.payments.ledger` and :mod:`~dvmkit.payments.devwallet`: the dev wallet, a real
+  NIP-47 wallet service with a SQLite ledger and instant settlement between its accounts.
+"""

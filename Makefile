@@ -6,7 +6,13 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | $(PYTHON) -c "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])")
 
-.PHONY: demo test lint typecheck pytest bench install clean
+# The Cashu mint the payment tests start (research/deps.md §4): nutshell in its own venv,
+# because it pins websockets/cryptography/coincurve versions dvmkit cannot share.
+MINT_VENV  ?= .venv-mint
+MINT_REQS   = tests/payments/mint-requirements.txt
+MINT_STAMP  = $(MINT_VENV)/.installed-$(shell cat $(MINT_REQS) | $(PYTHON) -c "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])")
+
+.PHONY: demo test lint typecheck pytest bench install mint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +25,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+$(MINT_STAMP): $(MINT_REQS)
+	rm -rf $(MINT_VENV)
+	$(PYTHON) -m venv $(MINT_VENV)
+	$(MINT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MINT_VENV)/bin/python -m pip install --quiet -r $(MINT_REQS)
+	$(MINT_VENV)/bin/mint --help >/dev/null
+	touch $(MINT_STAMP)
+
+mint: $(MINT_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/dvm demo
 
@@ -29,7 +45,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(MINT_STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
@@ -38,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks crypto
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(MINT_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

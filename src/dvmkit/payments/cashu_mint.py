@@ -1,0 +1,331 @@
+"""A Cashu mint's HTTP API, as a wallet calls it: NUT-01/02 keys and keysets, NUT-03 swap,
+NUT-04 bolt11 mint quotes and minting, NUT-07 proof states.
+
+The wire values (NUT-00 ``BlindedMessage`` and ``BlindSignature``, keysets, quotes, states) are
+frozen dataclasses; :class:`MintClient` turns each endpoint into one awaitable call.
+
+HTTP is a small JSON-over-HTTP/1.1 client on asyncio streams (``dvmkit.http`` is GET-only and
+the mint needs POST): one connection per call, ``Connection: close``, every call bounded in
+time and response size. Mint errors (NUT-00: HTTP 400 with ``{"detail", "code"}``) become
+:class:`~dvmkit.payments.cashu_errors.MintError` (``TokenAlreadySpent`` for code 11001);
+transport failures become ``MintError`` with ``code=None``. Nothing we send — proofs carry
+secrets — is ever quoted in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+from coincurve import PublicKey
+
+from dvmkit.payments.cashu_errors import (
+    CODE_TOKEN_ALREADY_SPENT,
+    MintError,
+    TokenAlreadySpent,
+)
+from dvmkit.payments.cashu_token import Proof, normalize_mint_url
+
+MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_RESPONSE = 4 * 1024 * 1024  # a 1,000-signature swap answer is ~250 KiB
+
+
+@dataclass(frozen=True, slots=True)
+class BlindedMessage:
+    """NUT-00 output: ask keyset ``keyset_id`` to sign ``B_`` for ``amount``."""
+
+    amount: int
+    keyset_id: str
+    B_: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"amount": self.amount, "id": self.keyset_id, "B_": self.B_}
+
+
+@dataclass(frozen=True, slots=True)
+class BlindSignature:
+    """NUT-00 promise: ``C_`` on an output; ``dleq`` is the NUT-12 ``(e, s)`` when offered."""
+
+    amount: int
+    keyset_id: str
+    C_: str
+    dleq: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeysetInfo:
+    """One entry of ``GET /v1/keysets`` (NUT-02)."""
+
+    id: str
+    unit: str
+    active: bool
+    input_fee_ppk: int = 0
+    final_expiry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MintQuote:
+    """A NUT-04 bolt11 mint quote: pay ``request`` and ``quote`` can be minted."""
+
+    quote: str
+    request: str
+    amount: int
+    state: str  # UNPAID, PAID or ISSUED
+
+
+@dataclass(frozen=True, slots=True)
+class ProofState:
+    """NUT-07: ``state`` is UNSPENT, PENDING or SPENT for the proof whose ``Y`` this is."""
+
+    Y: str
+    state: str
+
+
+class MintClient:
+    """The endpoints of one mint.
+
+    Args:
+        url: the mint's base URL (http or https).
+        timeout: seconds each call may take in all (connect, send, answer).
+        max_response_bytes: larger answers are refused.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise MintError("a mint URL must be http(s)://host[:port][/path]", mint=url)
+        self.url = normalize_mint_url(url)
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+
+    def __repr__(self) -> str:
+        return f"MintClient({self.url!r})"
+
+    async def info(self) -> dict[str, Any]:
+        """``GET /v1/info`` (NUT-06)."""
+        return _object(await self._call("GET", "/v1/info"), self.url)
+
+    async def keysets(self) -> list[KeysetInfo]:
+        """``GET /v1/keysets``: every keyset, active or not (NUT-02)."""
+        body = _object(await self._call("GET", "/v1/keysets"), self.url)
+        try:
+            return [
+                KeysetInfo(
+                    id=_str(k["id"]),
+                    unit=_str(k["unit"]),
+                    active=bool(k["active"]),
+                    input_fee_ppk=_int(k.get("input_fee_ppk") or 0),
+                    final_expiry=None if k.get("final_expiry") is None else _int(k["final_expiry"]),
+                )
+                for k in body["keysets"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MintError(f"malformed keysets answer: {exc!r}"[:200], mint=self.url) from None
+
+    async def keys(self, keyset_id: str) -> dict[int, PublicKey]:
+        """``GET /v1/keys/{id}``: the public key for each amount (NUT-01)."""
+        body = _object(await self._call("GET", f"/v1/keys/{quote(keyset_id)}"), self.url)
+        try:
+            (keyset,) = [k for k in body["keysets"] if k["id"] == keyset_id]
+            return {_int(int(a)): PublicKey(bytes.fromhex(k)) for a, k in keyset["keys"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MintError(f"malformed keys answer: {exc!r}"[:200], mint=self.url) from None
+
+    async def swap(
+        self, inputs: Sequence[Proof], outputs: Sequence[BlindedMessage]
+    ) -> list[BlindSignature]:
+        """``POST /v1/swap`` (NUT-03): spend ``inputs``, get ``outputs`` signed."""
+        body = {"inputs": [p.to_json() for p in inputs], "outputs": [o.to_json() for o in outputs]}
+        return self._signatures(await self._call("POST", "/v1/swap", body), len(outputs))
+
+    async def mint_quote(self, amount: int, *, unit: str = "sat") -> MintQuote:
+        """``POST /v1/mint/quote/bolt11`` (NUT-04)."""
+        body = await self._call("POST", "/v1/mint/quote/bolt11", {"amount": amount, "unit": unit})
+        return self._quote(body, amount)
+
+    async def mint_quote_state(self, quote_id: str, amount: int) -> MintQuote:
+        """``GET /v1/mint/quote/bolt11/{quote}`` (NUT-04)."""
+        body = await self._call("GET", f"/v1/mint/quote/bolt11/{quote(quote_id, safe='')}")
+        return self._quote(body, amount)
+
+    async def mint(self, quote_id: str, outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
+        """``POST /v1/mint/bolt11`` (NUT-04): sign ``outputs`` for a paid quote."""
+        body = {"quote": quote_id, "outputs": [o.to_json() for o in outputs]}
+        return self._signatures(await self._call("POST", "/v1/mint/bolt11", body), len(outputs))
+
+    async def check_state(self, ys: Sequence[str]) -> list[ProofState]:
+        """``POST /v1/checkstate`` (NUT-07) for proofs given by ``Y = hash_to_curve(secret)``."""
+        body = _object(await self._call("POST", "/v1/checkstate", {"Ys": list(ys)}), self.url)
+        try:
+            states = [ProofState(Y=_str(s["Y"]), state=_str(s["state"])) for s in body["states"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MintError(f"malformed checkstate answer: {exc!r}"[:200], mint=self.url) from None
+        if [s.Y for s in states] != list(ys):
+            raise MintError("checkstate answered for other proofs than asked", mint=self.url)
+        return states
+
+    def _quote(self, answer: object, amount: int) -> MintQuote:
+        body = _object(answer, self.url)
+        try:
+            return MintQuote(
+                quote=_str(body["quote"]),
+                request=_str(body["request"]),
+                amount=_int(body.get("amount", amount)),
+                state=_str(body["state"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MintError(f"malformed quote answer: {exc!r}"[:200], mint=self.url) from None
+
+    def _signatures(self, answer: object, expected: int) -> list[BlindSignature]:
+        body = _object(answer, self.url)
+        try:
+            signatures = [
+                BlindSignature(
+                    amount=_int(s["amount"]),
+                    keyset_id=_str(s["id"]),
+                    C_=_str(s["C_"]),
+                    dleq=(_str(s["dleq"]["e"]), _str(s["dleq"]["s"])) if s.get("dleq") else None,
+                )
+                for s in body["signatures"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MintError(f"malformed signatures: {exc!r}"[:200], mint=self.url) from None
+        if len(signatures) != expected:
+            raise MintError(f"{len(signatures)} signatures for {expected} outputs", mint=self.url)
+        return signatures
+
+    async def _call(self, method: str, path: str, body: object = None) -> object:
+        payload = None if body is None else orjson.dumps(body)
+        try:
+            async with asyncio.timeout(self.timeout):
+                status, answer = await _http(
+                    self.url + path, method, payload, self.max_response_bytes
+                )
+        except TimeoutError:
+            raise MintError(
+                f"{method} {path} timed out after {self.timeout} s", mint=self.url
+            ) from None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise MintError(
+                f"{method} {path} failed: {type(exc).__name__}", mint=self.url
+            ) from None
+        try:
+            decoded = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            raise MintError(f"{method} {path}: HTTP {status}, not JSON", mint=self.url) from None
+        if status == 200:
+            return decoded
+        detail, code = "", None
+        if isinstance(decoded, Mapping):
+            detail = str(decoded.get("detail", ""))[:200]
+            raw_code = decoded.get("code")
+            code = (
+                raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+            )
+        if code == CODE_TOKEN_ALREADY_SPENT:
+            raise TokenAlreadySpent("token already spent", mint=self.url, code=code)
+        raise MintError(
+            f"{method} {path}: HTTP {status} {detail}".rstrip(), mint=self.url, code=code
+        )
+
+
+def _object(answer: object, mint: str) -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise MintError("answer is not a JSON object", mint=mint)
+    return answer
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError("expected a non-negative integer")
+    return value
+
+
+class _HttpFailure(OSError):
+    """Malformed HTTP from the mint; caught with the other transport failures."""
+
+
+async def _http(url: str, method: str, payload: bytes | None, max_bytes: int) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    reader, writer = await asyncio.open_connection(
+        host,
+        port,
+        ssl=ssl.create_default_context() if tls else None,
+        server_hostname=host if tls else None,
+        limit=MAX_HEADER_BYTES,
+    )
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        name = f"[{host}]" if ":" in host else host
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {name if parts.port is None else f'{name}:{port}'}",
+            "Accept: application/json",
+            "User-Agent: dvmkit",
+            "Connection: close",
+        ]
+        if payload is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        writer.write(
+            ("\r\n".join(lines) + "\r\n\r\n").encode("ascii", "replace") + (payload or b"")
+        )
+        await writer.drain()
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        version, _, rest = head[0].partition(" ")
+        if not version.startswith("HTTP/") or not rest[:3].isdigit():
+            raise _HttpFailure("malformed status line")
+        headers = {}
+        for line in head[1:]:
+            key, sep, value = line.partition(":")
+            if sep:
+                headers[key.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return int(rest[:3]), await _read_chunked(reader, max_bytes)
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > max_bytes:
+                raise _HttpFailure("answer too large or bad length")
+            return int(rest[:3]), await reader.readexactly(int(length))
+        body = await reader.read(max_bytes + 1)
+        while len(body) <= max_bytes and (more := await reader.read(max_bytes + 1 - len(body))):
+            body += more
+        if len(body) > max_bytes:
+            raise _HttpFailure("answer too large")
+        return int(rest[:3]), body
+    finally:
+        writer.close()
+
+
+async def _read_chunked(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    body = bytearray()
+    while True:
+        try:
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise _HttpFailure("malformed chunk size") from None
+        if size < 0 or len(body) + size > max_bytes:
+            raise _HttpFailure("answer too large")
+        if size == 0:
+            return bytes(body)
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)

@@ -1,4 +1,4 @@
-"""Payments: BOLT-11 invoices, the NIP-47 wallet client, and the dvmkit dev wallet.
+"""Payments: BOLT-11 invoices, the NIP-47 wallet client, the dvmkit dev wallet, Cashu ecash.
 
 Above :mod:`dvmkit.relay` and :mod:`dvmkit.nostr`, below the provider, customer and CLI:
 
@@ -7,5 +7,9 @@ Above :mod:`dvmkit.relay` and :mod:`dvmkit.nostr`, below the provider, customer 
   (pure);
 - :mod:`~dvmkit.payments.nwc`: :class:`~dvmkit.payments.nwc.NWCClient`, a wallet over relays;
 - :mod:`~dvmkit.payments.ledger` and :mod:`~dvmkit.payments.devwallet`: the dev wallet, a real
-  NIP-47 wallet service with a SQLite ledger and instant settlement between its accounts.
+  NIP-47 wallet service with a SQLite ledger and instant settlement between its accounts;
+- :mod:`~dvmkit.payments.cashu`: :class:`~dvmkit.payments.cashu.CashuWallet`, ecash from one
+  mint (receive = swap at the mint, the proof of payment), over ``cashu_crypto`` (BDHKE,
+  keyset ids, DLEQ), ``cashu_token`` (V3/V4 tokens), ``cashu_cbor`` and ``cashu_mint`` (the
+  mint's HTTP API).
 """

@@ -308,6 +308,18 @@ def test_a_wrap_whose_own_signature_is_bad_is_rejected() -> None:
         giftwrap.unwrap(dataclasses.replace(wrapped, content=other.content), BOB)
 
 
+def test_verified_skips_only_the_wraps_own_signature_check() -> None:
+    # For callers whose relay pool already verified the wrap; every inner check still runs.
+    inner = _signed()
+    wrapped = giftwrap.wrap_signed(inner, BOB.public_key)
+    other = giftwrap.wrap_signed(_signed(), BOB.public_key)
+    opened = giftwrap.unwrap(dataclasses.replace(wrapped, sig=other.sig), BOB, verified=True)
+    assert opened.inner == inner
+    forged = giftwrap.wrap_signed(dataclasses.replace(inner, content="forged"), BOB.public_key)
+    with pytest.raises(GiftWrapError, match="wrapped event is invalid"):
+        giftwrap.unwrap(forged, BOB, verified=True)
+
+
 def test_a_seal_with_tags_is_rejected() -> None:
     sealed = giftwrap.seal(_rumor(), ALICE, BOB.public_key)
     tagged = _resign(sealed, ALICE, tags=[["p", BOB.public_key]])

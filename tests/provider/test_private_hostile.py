@@ -4,8 +4,8 @@ One DVM on our relay lives for the whole test. Each example takes a good wrap of
 the DVM must never run and damages one field of it: a bit flipped (in the bytes of a hex
 field, in the text of the content or the recipient), or the content, recipient, created_at
 or kind cut short. It delivers the result both ways a wrap can reach the engine: published
-to the relay (which refuses what does not verify), and handed to ``Engine.on_event``, whose
-own checks must refuse anything of a wrap kind. Content and tag damage is also tried signed
+to the relay (which refuses what does not verify), and, when it still verifies (what a relay
+pool could deliver), handed to ``Engine.on_event``, whose own checks must refuse it. Content and tag damage is also tried signed
 again by the wrap's one-time key, so that it gets past the signature checks into decryption
 and addressing. Then a good private request follows on the same connection; once it is
 answered, the DVM had read the damaged one. No exception may escape, the handler runs for
@@ -175,8 +175,10 @@ async def test_damaged_wraps_are_dropped_and_the_dvm_serves_on(
 
     assert _well_shaped(bad)
     await customer.pool.publish(bad, timeout=WAIT)  # accepted or refused: either is fine
-    if bad.kind in WRAP_KINDS:
-        # The engine's own count of wraps it opened and refused (not in ProviderStats).
+    if bad.kind in WRAP_KINDS and bad.verify():
+        # What a pool could pass on (it verifies every event it delivers, so the engine does
+        # not check a wrap's own signature again) must fail the engine's own checks. Its count
+        # of wraps it opened and refused is not in ProviderStats.
         refused = engine._counts["refused_wraps"]
         engine.on_event(bad)
         assert engine._counts["refused_wraps"] == refused + 1

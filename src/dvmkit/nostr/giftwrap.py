@@ -225,13 +225,17 @@ def wrap_signed(
     return _wrap(inner, recipient, kind, wrapper, created, nonce, extra_tags)
 
 
-def unwrap(wrap_event: Event, recipient: Keys) -> Unwrapped:
+def unwrap(wrap_event: Event, recipient: Keys, *, verified: bool = False) -> Unwrapped:
     """Open a wrap addressed to ``recipient``, in either form, verifying every layer.
 
     Checks: the wrap's kind, its ``p`` tag, its id and signature; then, for NIP-59, the seal's
     id, signature, kind and empty tags, the rumor's id, and that the seal and rumor have the
     same author (NIP-17: otherwise anyone could seal a rumor claiming another author); for
     the simplified form, the inner event's id and signature.
+
+    Args:
+        verified: the wrap's own id and signature were already checked (the relay pool
+            checks every event it delivers); skip checking them again.
 
     Raises:
         GiftWrapError: a check failed (the message says which).
@@ -241,7 +245,7 @@ def unwrap(wrap_event: Event, recipient: Keys) -> Unwrapped:
         raise GiftWrapError(f"kind {wrap_event.kind} is not a gift wrap (1059 or 21059)")
     if recipient.public_key not in wrap_event.tag_values("p"):
         raise GiftWrapError("the gift wrap is not addressed (p tag) to this key")
-    if not wrap_event.verify():
+    if not verified and not wrap_event.verify():
         raise GiftWrapError(f"the gift wrap {wrap_event.id} has a bad id or signature")
     inner = _parse_signed(_open(recipient, wrap_event.pubkey, wrap_event.content), "wrapped")
     if inner.kind != SEAL_KIND:

@@ -86,18 +86,19 @@ class Opened:
     wrap_id: str
 
 
-def open_wrap(wrap: Event, keys: Keys) -> Opened:
+def open_wrap(wrap: Event, keys: Keys, *, verified: bool = False) -> Opened:
     """Open a wrap addressed to ``keys``, in either form, checking every layer.
 
     The wrap's own id and signature, the inner event's id and signature (``simple``), or the
     seal's signature and that the seal's signer is the rumor's author (``nip59``): an
-    inner event that claims someone else's pubkey never gets through.
+    inner event that claims someone else's pubkey never gets through. ``verified``: the
+    wrap's own signature was already checked (by the relay pool that delivered it).
 
     Raises:
         GiftWrapError: not a wrap, not for ``keys``, or a layer does not check out.
         DecryptionError: a ciphertext is malformed, truncated or forged.
     """
-    opened = giftwrap.unwrap(wrap, keys)
+    opened = giftwrap.unwrap(wrap, keys, verified=verified)
     envelope = Envelope(opened.form, opened.wrap_kind)
     inner = opened.inner
     if isinstance(inner, Event):

@@ -1,5 +1,7 @@
 """``python -m benchmarks {crypto,relay,store,provider,customer} [--json] [--quick]``.
 
+``python -m benchmarks provider --encrypted``: gift-wrapped jobs against plaintext ones.
+
 Human output is a table on stdout; ``--json`` writes one JSON object on stdout instead.
 Progress goes to stderr so that stdout stays parseable.
 """
@@ -23,8 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--dvms",
-        default="ours,nostrdvm",
-        help="provider benchmark only: comma-separated subset of ours,nostrdvm",
+        default=None,
+        help="provider benchmark only: comma-separated subset of ours,nostrdvm (default both)",
     )
     parser.add_argument(
         "--dvm-relay",
@@ -38,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="provider benchmark only: requests per nostrdvm burst (default 500; quick 100)",
     )
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="provider benchmark only: dvmkit's DVM with modern jobs in the clear and"
+        " gift-wrapped (kind 21059), wrapped throughput as a ratio of plaintext; no nostrdvm",
+    )
     args = parser.parse_args(argv)
     if args.benchmark == "crypto":
         from benchmarks import crypto
@@ -46,12 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.benchmark == "provider":
         from benchmarks import provider
 
-        dvms = tuple(n.strip() for n in args.dvms.split(",") if n.strip())
+        if args.encrypted and (args.dvms is not None or args.nostrdvm_burst is not None):
+            parser.error("--encrypted measures dvmkit's DVM only: drop --dvms, --nostrdvm-burst")
+        dvms = tuple(n.strip() for n in (args.dvms or "ours,nostrdvm").split(",") if n.strip())
         unknown = set(dvms) - set(provider.DVMS)
         if unknown:
             parser.error(f"unknown DVMs: {', '.join(sorted(unknown))}")
         report = provider.run(
-            quick=args.quick, dvms=dvms, relay=args.dvm_relay, nostrdvm_burst=args.nostrdvm_burst
+            quick=args.quick,
+            dvms=dvms,
+            relay=args.dvm_relay,
+            nostrdvm_burst=args.nostrdvm_burst,
+            encrypted=args.encrypted,
         )
     elif args.benchmark == "customer":
         from benchmarks import customer

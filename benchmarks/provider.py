@@ -3,8 +3,11 @@
 Each DVM runs in its own process on a fresh process of the same relay (dvmkit's, by default),
 one DVM after the other in the same run, and gets the same legacy NIP-90 requests: kind 5050
 with ``["i", text, "text"]`` and no ``p`` tag, answered by a kind-6050 result carrying
-``["e", request id]``. The customer (:mod:`benchmarks.provider_client`) signs every request
-before the clock starts. Measured per DVM:
+``["e", request id]``. With ``--encrypted`` the subjects are instead dvmkit's DVM twice, fed
+modern kind-25000 requests in the clear, then the same requests gift-wrapped (kind 21059,
+simplified form), and encrypted throughput is printed as a ratio of plaintext
+(:mod:`benchmarks.provider_jobs`). The customer (:mod:`benchmarks.provider_client`) signs
+(and wraps) every request before the clock starts. Measured per subject:
 
 - start-up (spawn until it answers a job) and idle RSS right after;
 - sequential: one job at a time, latency publish -> result received, p50/p99;
@@ -19,22 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from benchmarks.provider_client import ClientError, Customer, event_frame
+from benchmarks.provider_client import ClientError, Customer
+from benchmarks.provider_jobs import ENCRYPTED, SUBJECTS, Subject, requests
 from benchmarks.provider_procs import DvmProcess, DvmUnavailable, nostrdvm_python, spawn
-from benchmarks.provider_report import fill
+from benchmarks.provider_report import fill, fill_encrypted
 from benchmarks.provider_values import FULL, QUICK, Outcome, Phase, Sizes
 from benchmarks.report import Report, environment
 from benchmarks.servers import RelayProcess, RelayUnavailable
 from benchmarks.servers import start as start_relay
-from dvmkit.nostr.event import sign_event
 from dvmkit.nostr.keys import Keys
 
 __all__ = ["DVMS", "RELAYS", "run"]
@@ -42,18 +45,20 @@ __all__ = ["DVMS", "RELAYS", "run"]
 DVMS = ("ours", "nostrdvm")
 RELAYS = ("ours", "localrelay")
 SCRIPTS = {"ours": "dvmkit_echo.py", "nostrdvm": "nostrdvm_echo.py"}
-REQUEST_KIND = 5050
+#: ``build(customers, count, label)``: requests as (id, input text, frame), for one subject.
+Build = Callable[[Sequence[Keys], int, str], list[tuple[str, str, bytes]]]
 
 
 class _Clock:
-    """CPU of the DVM, the relay and this process over one phase."""
+    """CPU of the DVM, the relay and this process (and its opening of wraps) over one phase."""
 
-    def __init__(self, dvm: DvmProcess, relay: RelayProcess) -> None:
-        self._dvm, self._relay = dvm, relay
-        self.dvm0, self.relay0, self.own0 = (
+    def __init__(self, dvm: DvmProcess, relay: RelayProcess, client: Customer) -> None:
+        self._dvm, self._relay, self._client = dvm, relay, client
+        self.dvm0, self.relay0, self.own0, self.open0 = (
             dvm.cpu_seconds(),
             relay.cpu_seconds(),
             time.process_time(),
+            client.open_cpu_s,
         )
 
     def phase(
@@ -64,27 +69,15 @@ class _Clock:
         return Phase(
             name, requests, len(answered), answered, wall,
             self._dvm.cpu_seconds() - self.dvm0, relay_cpu, time.process_time() - self.own0, ended,
+            client_open_cpu_s=self._client.open_cpu_s - self.open0,
         )  # fmt: skip
 
 
-def _requests(customers: Sequence[Keys], count: int, label: str) -> list[tuple[str, str, bytes]]:
-    """``count`` signed job requests as (id, input text, ready-to-write frame), round-robin
-    from ``customers``.
-
-    The inputs avoid the words nostrdvm's post-processing rewrites ("sets" -> "Sats", ...), so
-    an echo must return its input unchanged.
-    """
-    out = []
-    for i in range(count):
-        text = f"echo {label} {i} {os.urandom(4).hex()}"
-        keys = customers[i % len(customers)]
-        event = sign_event(keys, kind=REQUEST_KIND, content="", tags=[["i", text, "text"]])
-        out.append((event.id, text, event_frame(event)))
-    return out
-
-
-async def _wait_ready(client: Customer, dvm: DvmProcess, keys: Keys, limit_s: float) -> float:
-    """Send a job every second until one is answered; seconds from spawn to that answer.
+async def _wait_ready(
+    client: Customer, dvm: DvmProcess, build: Build, keys: Keys, limit_s: float, every: float
+) -> float:
+    """Send a job every ``every`` seconds until one is answered; seconds from spawn to that
+    answer.
 
     Raises:
         DvmUnavailable: the DVM exited or answered nothing within ``timeout``.
@@ -94,22 +87,22 @@ async def _wait_ready(client: Customer, dvm: DvmProcess, keys: Keys, limit_s: fl
     while time.perf_counter() < deadline:
         if not dvm.alive():
             raise DvmUnavailable(f"the DVM exited during start-up: {dvm.log_tail()}")
-        ((rid, text, frame),) = _requests([keys], 1, "ready")
+        ((rid, text, frame),) = build([keys], 1, "ready")
         sent.append(rid)
         answered = client.expect({rid: text})
         client.send([frame])
-        await asyncio.wait({answered}, timeout=1.0)
+        await asyncio.wait({answered}, timeout=every)
         done = [client.results[r] for r in sent if r in client.results]
         if done:
             return min(done) - dvm.spawned_at
     raise DvmUnavailable(f"the DVM answered no job within {limit_s:.0f} s: {dvm.log_tail()}")
 
 
-async def _warm(client: Customer, customers: Sequence[Keys], s: Sizes) -> int:
+async def _warm(client: Customer, build: Build, customers: Sequence[Keys], s: Sizes) -> int:
     """One job from each customer, one at a time (nostrdvm looks each new customer up on the
     relay first); returns how many were answered."""
     answered = 0
-    for rid, text, frame in _requests(customers, len(customers), "warm"):
+    for rid, text, frame in build(customers, len(customers), "warm"):
         done = client.expect({rid: text})
         client.send([frame])
         with contextlib.suppress(TimeoutError):
@@ -120,13 +113,14 @@ async def _warm(client: Customer, customers: Sequence[Keys], s: Sizes) -> int:
 
 
 async def _sequential(
-    client: Customer, dvm: DvmProcess, relay: RelayProcess, keys: Sequence[Keys], s: Sizes
-) -> Phase:
-    requests = _requests(keys, s.sequential, "seq")
+    client: Customer, dvm: DvmProcess, relay: RelayProcess, build: Build, keys: Sequence[Keys],
+    s: Sizes,
+) -> Phase:  # fmt: skip
+    jobs = build(keys, s.sequential, "seq")
     latencies: list[float] = []
-    clock = _Clock(dvm, relay)
+    clock = _Clock(dvm, relay, client)
     begin = time.perf_counter()
-    for rid, text, frame in requests:
+    for rid, text, frame in jobs:
         answered = client.expect({rid: text})
         sent_at = client.send([frame])
         try:
@@ -137,23 +131,24 @@ async def _sequential(
         if rid in client.results:
             latencies.append((client.results[rid] - sent_at) * 1000)
     wall = time.perf_counter() - begin
-    ended = "all answered" if len(latencies) == len(requests) else "not all answered"
-    phase = clock.phase("sequential", len(requests), latencies, wall, ended)
-    phase.refused = sum(rid in client.errors for rid, _, _ in requests)
+    ended = "all answered" if len(latencies) == len(jobs) else "not all answered"
+    phase = clock.phase("sequential", len(jobs), latencies, wall, ended)
+    phase.refused = sum(rid in client.errors for rid, _, _ in jobs)
     return phase
 
 
 async def _burst(
-    client: Customer, dvm: DvmProcess, relay: RelayProcess, keys: Sequence[Keys], n: int,
+    client: Customer, dvm: DvmProcess, relay: RelayProcess, build: Build, keys: Sequence[Keys],
+    n: int,
     name: str,
     s: Sizes,
 ) -> Phase:  # fmt: skip
-    requests = _requests(keys, n, name)
-    ids = [rid for rid, _, _ in requests]
-    frames = [frame for _, _, frame in requests]
-    answered = client.expect({rid: text for rid, text, _ in requests})
+    jobs = build(keys, n, name)
+    ids = [rid for rid, _, _ in jobs]
+    frames = [frame for _, _, frame in jobs]
+    answered = client.expect({rid: text for rid, text, _ in jobs})
     rejected0 = sum(client.rejected.values())
-    clock = _Clock(dvm, relay)
+    clock = _Clock(dvm, relay, client)
     sent_at = client.send(frames)
     ended = "all settled"
     while not answered.done():
@@ -165,6 +160,7 @@ async def _burst(
             ended = "stalled"
             break
         await asyncio.wait({answered}, timeout=min(1.0, sent_at + s.burst_deadline - now))
+    client.open_sealed()  # the wraps that came before the deadline or the stall, if any
     if answered.done():
         answered.result()  # re-raises a lost connection
     times = [client.results[rid] for rid in ids if rid in client.results]
@@ -179,29 +175,34 @@ async def _burst(
 
 
 async def _measure(
-    name: str, relay: RelayProcess, python: Path | str, workdir: Path, s: Sizes
+    subject: Subject, relay: RelayProcess, python: Path | str, workdir: Path, s: Sizes
 ) -> Outcome:
+    name = subject.name
     customers = [Keys.generate() for _ in range(s.customers)]
     dvm_keys = Keys.generate()
+    build: Build = partial(requests, subject.form, dvm_keys.public_key)
     client = await Customer.open(relay.url)
     out = Outcome()
     dvm: DvmProcess | None = None
     try:
-        await client.subscribe([c.public_key for c in customers])
+        await client.subscribe(customers, subject.form)
         dvm = spawn(
-            name, python=python, script=SCRIPTS[name], relay_url=relay.url,
+            subject.dvm, python=python, script=SCRIPTS[subject.dvm], relay_url=relay.url,
             secret_hex=dvm_keys.secret_bytes().hex(), workdir=workdir,
         )  # fmt: skip
-        out.startup_s = await _wait_ready(client, dvm, customers[0], s.start_timeout)
-        out.warmed = await _warm(client, customers, s)
+        # A stored (legacy) request sent before the DVM subscribed is read when it does; an
+        # ephemeral one (kind 25000, 21059) is lost, so those are sent more often.
+        every = 1.0 if subject.form == "legacy" else 0.1
+        out.startup_s = await _wait_ready(client, dvm, build, customers[0], s.start_timeout, every)
+        out.warmed = await _warm(client, build, customers, s)
         await asyncio.sleep(s.settle)  # idle: nothing to await, just time passing
         out.idle = dvm.memory()
         _progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
-        out.sequential = await _sequential(client, dvm, relay, customers, s)
+        out.sequential = await _sequential(client, dvm, relay, build, customers, s)
         _progress(f"{name}: sequential {out.sequential.summary()}")
-        size = s.burst if name == "ours" else s.nostrdvm_burst
+        size = s.nostrdvm_burst if subject.dvm == "nostrdvm" else s.burst
         for k in range(s.bursts):
-            burst = await _burst(client, dvm, relay, customers, size, f"burst{k + 1}", s)
+            burst = await _burst(client, dvm, relay, build, customers, size, f"burst{k + 1}", s)
             await asyncio.sleep(s.settle)  # let the DVM finish its writes before reading RSS
             burst.memory_after = dvm.memory()
             out.bursts.append(burst)
@@ -211,7 +212,7 @@ async def _measure(
             # Burst latency grows with the burst's size (it is the queue draining), so the
             # latency ratio needs one burst of nostrdvm's size too; after the RSS readings.
             out.matched = await _burst(
-                client, dvm, relay, customers, s.nostrdvm_burst, "matched", s
+                client, dvm, relay, build, customers, s.nostrdvm_burst, "matched", s
             )
             _progress(f"{name}: {out.matched.name} {out.matched.summary()}")
     finally:
@@ -226,6 +227,13 @@ async def _measure(
         "feedback_statuses": dict(client.feedback),
         "other_messages": client.notices,
     }
+    if subject.form == "wrapped":
+        out.client |= {
+            "wraps_opened": client.opened,
+            "unopenable_wraps": client.unopenable,
+            "open_cpu_s": round(client.open_cpu_s, 3),
+            "open_us_per_wrap": round(client.open_cpu_s * 1e6 / max(client.opened, 1), 1),
+        }
     return out
 
 
@@ -239,34 +247,55 @@ def run(
     dvms: Sequence[str] = DVMS,
     relay: str = "ours",
     nostrdvm_burst: int | None = None,
+    encrypted: bool = False,
 ) -> Report:
-    """Measure each DVM in turn, each on a fresh relay process; return the report."""
+    """Measure each subject in turn, each on a fresh relay process; return the report.
+
+    Args:
+        dvms: the DVMs of the default run (legacy requests, dvmkit against nostrdvm).
+        encrypted: instead, dvmkit's DVM with modern requests in the clear and gift-wrapped.
+    """
     s = QUICK if quick else FULL
     if nostrdvm_burst is not None:
         s = replace(s, nostrdvm_burst=nostrdvm_burst)
+    subjects = ENCRYPTED if encrypted else tuple(SUBJECTS[name] for name in dvms)
+    if encrypted:
+        request = (
+            "kind 25000, category echo, one i tag (text), p = the DVM; encrypted: that signed"
+            " request in a simplified gift wrap (kind 21059, p = the DVM), answered in 21059"
+            " wraps to the customer; one connection"
+        )
+        sizes: dict[str, int] = {sub.name: s.burst for sub in subjects}
+    else:
+        request = "kind 5050, one i tag (text), no p tag; one connection"
+        sizes = {"ours": s.burst, "nostrdvm": s.nostrdvm_burst}
     report = Report(
         benchmark="provider",
         quick=quick,
-        environment=environment(("dvmkit", "websockets", "orjson", "coincurve")),
+        environment=environment(("dvmkit", "websockets", "orjson", "coincurve", "cryptography")),
         settings={
+            "encrypted": encrypted,
             "relay": relay,
-            "relay_process": "a fresh one per DVM (same command): each starts on an empty store",
+            "relay_process": "a fresh one per subject (same command), each on an empty store",
             "sequential_jobs": s.sequential,
-            "burst_requests": {"ours": s.burst, "nostrdvm": s.nostrdvm_burst},
+            "burst_requests": sizes,
             "bursts": s.bursts,
             "burst_deadline_s": s.burst_deadline,
             "burst_stall_s": s.stall,
             "settle_s": s.settle,
-            "request": "kind 5050, one i tag (text), no p tag; one connection",
+            "request": request,
             "customers": s.customers,
             "aggregate": "bursts: best of the bursts (rates: highest, latencies: lowest)",
         },
     )
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="dvmkit-bench-provider-") as tmp:
-        for name in dvms:
+        for subject in subjects:
+            name = subject.name
             try:
-                python = sys.executable if name == "ours" else nostrdvm_python(create=not quick)
+                python = (
+                    sys.executable if subject.dvm == "ours" else nostrdvm_python(create=not quick)
+                )
             except DvmUnavailable as exc:
                 report.subjects[name] = {"available": False, "reason": str(exc)}
                 report.notes.append(f"{name} not measured: {exc}")
@@ -281,11 +310,14 @@ def run(
                 report.notes.append(f"{name} not measured: relay {relay}: {exc}")
                 continue
             try:
-                outcomes[name] = asyncio.run(_measure(name, relay_process, python, workdir, s))
+                outcomes[name] = asyncio.run(_measure(subject, relay_process, python, workdir, s))
             except (DvmUnavailable, ClientError, TimeoutError, OSError) as exc:
                 report.subjects[name] = {"available": False, "reason": str(exc)}
                 report.notes.append(f"{name} not measured: {exc!r}")
             finally:
                 relay_process.stop()
-    fill(report, outcomes, s.burst, s.nostrdvm_burst)
+    if encrypted:
+        fill_encrypted(report, outcomes)
+    else:
+        fill(report, outcomes, s.burst, s.nostrdvm_burst)
     return report

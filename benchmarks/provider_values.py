@@ -45,6 +45,7 @@ class Phase:
     memory_after: Memory | None = None
     relay_rejected: int = 0
     refused: int = 0  # unanswered with an error feedback from the DVM (a subset of lost)
+    client_open_cpu_s: float = 0.0  # of client_cpu_s: opening answer wraps (--encrypted)
 
     @property
     def lost(self) -> int:
@@ -74,6 +75,7 @@ class Phase:
             "dvm_cpu_s": round(self.dvm_cpu_s, 2),
             "relay_cpu_s": None if self.relay_cpu_s is None else round(self.relay_cpu_s, 2),
             "client_cpu_s": round(self.client_cpu_s, 2),
+            "client_open_cpu_s": round(self.client_open_cpu_s, 2),
             "rss_after_mib": None if self.memory_after is None else self.memory_after.rss_mib,
         }
 

@@ -91,3 +91,53 @@ def test_provider_rejects_unknown_dvm_names() -> None:
     result = _run("--quick", "--dvms", "ours,dvmx")
     assert result.returncode == 2
     assert b"unknown DVMs: dvmx" in result.stderr
+
+
+def test_provider_encrypted_quick_answers_every_wrapped_and_plain_job() -> None:
+    result = _run("--encrypted", "--quick", "--json")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    report: dict[str, Any] = orjson.loads(result.stdout)
+    assert report["quick"] is True
+    assert report["settings"]["encrypted"] is True
+    assert set(report["subjects"]) == {"plaintext", "encrypted"}  # no nostrdvm in this mode
+    for name, subject in report["subjects"].items():
+        assert subject["available"] is True, subject
+        assert subject["lost"] == 0, name
+        assert subject["sequential"]["answered"] == report["settings"]["sequential_jobs"] > 0
+        size = report["settings"]["burst_requests"][name]
+        assert len(subject["bursts"]) == report["settings"]["bursts"] == 3
+        for burst in subject["bursts"]:
+            assert burst["answered"] == burst["requests"] == size > 0
+            assert burst["lost"] == 0
+            assert burst["ended"] == "all answered"
+        client = subject["client"]
+        assert client["wrong_content"] == 0
+        assert client["duplicate_results"] == 0
+        assert client["results_for_unknown_requests"] == 0
+    # Every answer to a wrapped job came wrapped, and opened with every check passing.
+    wrapped = report["subjects"]["encrypted"]["client"]
+    assert wrapped["unopenable_wraps"] == 0
+    jobs = sum(b["requests"] for b in report["subjects"]["encrypted"]["bursts"])
+    assert wrapped["wraps_opened"] >= jobs
+
+    figures = {fig["key"]: fig for fig in report["figures"]}
+    assert set(figures) == {f"{m}:{s}" for m in MEASURES for s in ("plaintext", "encrypted")}
+    assert all(fig["ratios"] == {} for key, fig in figures.items() if key.endswith(":plaintext"))
+    rate = figures["burst_rate:encrypted"]
+    (share,) = rate["ratios"].values()
+    assert share == rate["value"] / figures["burst_rate:plaintext"]["value"]
+    for key in ("burst_p50", "burst_p99", "seq_p50", "seq_p99"):
+        assert len(figures[f"{key}:encrypted"]["ratios"]) == 1
+
+    goals = {goal["text"]: goal for goal in report["goals"]}
+    ratio_goal = next(goal for text, goal in goals.items() if "plaintext (same DVM" in text)
+    assert ratio_goal["value"] == share
+    assert isinstance(ratio_goal["met"], bool)  # measured; whether it was met is not asserted
+    lost_goal = next(goal for text, goal in goals.items() if text.startswith("zero lost"))
+    assert lost_goal["met"] is True
+
+
+def test_provider_encrypted_refuses_nostrdvm_options() -> None:
+    result = _run("--encrypted", "--quick", "--dvms", "ours")
+    assert result.returncode == 2
+    assert b"--encrypted measures dvmkit's DVM only" in result.stderr

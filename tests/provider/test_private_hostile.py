@@ -1,15 +1,16 @@
 """Damaged gift wraps (Hypothesis): a running DVM drops each unanswered and serves on.
 
-One DVM on our relay lives for the whole test. Each example takes a good wrap of a request
-the DVM must never run and damages one field of it: a bit flipped (in the bytes of a hex
-field, in the text of the content or the recipient), or the content, recipient, created_at
-or kind cut short. It delivers the result both ways a wrap can reach the engine: published
-to the relay (which refuses what does not verify), and, when it still verifies (what a relay
-pool could deliver), handed to ``Engine.on_event``, whose own checks must refuse it. Content and tag damage is also tried signed
-again by the wrap's one-time key, so that it gets past the signature checks into decryption
-and addressing. Then a good private request follows on the same connection; once it is
-answered, the DVM had read the damaged one. No exception may escape, the handler runs for
-the good requests only, and nothing ever answers the request inside the damaged wraps.
+One DVM on our relay lives for the whole test. Each example takes a good wrap of a request the
+DVM must never run and damages one field of it: a bit flipped (in the bytes of a hex field, in
+the text of the content or the recipient), or the content, recipient, created_at or kind cut
+short. It delivers the result both ways a wrap can reach the engine: published to the relay
+(which refuses what does not verify), and, when it still verifies (what a relay pool could
+deliver), handed to ``Engine.on_event``, whose own checks must refuse it. Content and tag
+damage is also tried signed again by the wrap's one-time key, so that it gets past the
+signature checks into decryption and addressing. Then a good private request follows on the
+same connection; once it is answered, the DVM had read the damaged one. No exception may
+escape, the handler runs for the good requests only, and nothing ever answers the request
+inside the damaged wraps.
 """
 
 from __future__ import annotations

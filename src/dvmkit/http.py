@@ -1,8 +1,10 @@
-"""A small HTTP/1.1 GET over asyncio streams: NIP-11 documents and ``url`` job inputs.
+"""A small HTTP/1.1 client over asyncio streams: NIP-11 documents, ``url`` job inputs, and
+the JSON APIs payments talk to (a Cashu mint).
 
-dvmkit needs only bounded GETs, so it carries no HTTP client dependency. Every response is
-capped in size and time; redirects are followed a few times; anything unexpected becomes an
-:class:`HttpError` with the URL, never a foreign exception.
+dvmkit needs only bounded GETs and JSON POSTs, so it carries no HTTP client dependency. Every
+response is capped in size and time; GET follows redirects a few times; anything unexpected
+becomes an :class:`HttpError` with the URL (never the request body, which may carry secrets
+such as Cashu proofs), never a foreign exception.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ async def get(
     try:
         async with asyncio.timeout(timeout):
             for _ in range(redirects + 1):
-                response = await _get_once(url, accept, max_bytes)
+                response = await _once("GET", url, accept, None, max_bytes)
                 location = response.headers.get("location")
                 if response.status in (301, 302, 303, 307, 308) and location:
                     url = urljoin(url, location)
@@ -61,11 +63,39 @@ async def get(
             raise HttpError(f"more than {redirects} redirects", url=url)
     except TimeoutError:
         raise HttpError(f"timed out after {timeout} s", url=url) from None
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+    except _FAILURES as exc:
         raise HttpError(f"request failed: {exc!r}"[:300], url=url) from None
 
 
-async def _get_once(url: str, accept: str, max_bytes: int) -> Response:
+async def post_json(
+    url: str,
+    body: bytes,
+    *,
+    max_bytes: int = 1 << 20,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a timeout becomes an HttpError, not a cancel
+) -> Response:
+    """POST the JSON ``body`` to ``url`` and return the response, whatever its status (a JSON
+    API says what went wrong in the body of a 400). No redirects are followed.
+
+    Raises:
+        HttpError: an unsupported scheme, a connection failure, a timeout, or a body over
+            ``max_bytes``. The message never quotes ``body``.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await _once("POST", url, "application/json", body, max_bytes)
+    except TimeoutError:
+        raise HttpError(f"timed out after {timeout} s", url=url) from None
+    except _FAILURES as exc:
+        raise HttpError(f"request failed: {type(exc).__name__}", url=url) from None
+
+
+_FAILURES = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+
+
+async def _once(
+    method: str, url: str, accept: str, payload: bytes | None, max_bytes: int
+) -> Response:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpError("only http and https URLs can be fetched", url=url)
@@ -80,15 +110,22 @@ async def _get_once(url: str, accept: str, max_bytes: int) -> Response:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         name = f"[{host}]" if ":" in host else host
         host_header = name if parts.port is None else f"{name}:{port}"
-        writer.write(
-            f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nAccept: {accept}\r\n"
-            "User-Agent: dvmkit\r\nConnection: close\r\n\r\n".encode("ascii", "replace")
-        )
+        head_lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {host_header}",
+            f"Accept: {accept}",
+            "User-Agent: dvmkit",
+            "Connection: close",
+        ]
+        if payload is not None:
+            head_lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        request_head = ("\r\n".join(head_lines) + "\r\n\r\n").encode("ascii", "replace")
+        writer.write(request_head + (payload or b""))
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status, headers = _parse_head(head, url)
-        if status != 200:
-            return Response(status, headers, b"")
+        if method == "GET" and status != 200:
+            return Response(status, headers, b"")  # a redirect or a failure: no body needed
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body = await _read_chunked(reader, max_bytes, url)
         else:

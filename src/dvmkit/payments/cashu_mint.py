@@ -4,9 +4,8 @@ NUT-04 bolt11 mint quotes and minting, NUT-07 proof states.
 The wire values (NUT-00 ``BlindedMessage`` and ``BlindSignature``, keysets, quotes, states) are
 frozen dataclasses; :class:`MintClient` turns each endpoint into one awaitable call.
 
-HTTP is a small JSON-over-HTTP/1.1 client on asyncio streams (``dvmkit.http`` is GET-only and
-the mint needs POST): one connection per call, ``Connection: close``, every call bounded in
-time and response size. Mint errors (NUT-00: HTTP 400 with ``{"detail", "code"}``) become
+HTTP is :mod:`dvmkit.http`: one connection per call, every call bounded in time and response
+size. Mint errors (NUT-00: HTTP 400 with ``{"detail", "code"}``) become
 :class:`~dvmkit.payments.cashu_errors.MintError` (``TokenAlreadySpent`` for code 11001);
 transport failures become ``MintError`` with ``code=None``. Nothing we send — proofs carry
 secrets — is ever quoted in an error.
@@ -14,8 +13,6 @@ secrets — is ever quoted in an error.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 from coincurve import PublicKey
 
+from dvmkit import http
 from dvmkit.payments.cashu_errors import (
     CODE_TOKEN_ALREADY_SPENT,
     MintError,
@@ -31,7 +29,6 @@ from dvmkit.payments.cashu_errors import (
 )
 from dvmkit.payments.cashu_token import Proof, normalize_mint_url
 
-MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_RESPONSE = 4 * 1024 * 1024  # a 1,000-signature swap answer is ~250 KiB
 
 
@@ -206,20 +203,20 @@ class MintClient:
         return signatures
 
     async def _call(self, method: str, path: str, body: object = None) -> object:
-        payload = None if body is None else orjson.dumps(body)
+        url = self.url + path
+        size, timeout = self.max_response_bytes, self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                status, answer = await _http(
-                    self.url + path, method, payload, self.max_response_bytes
+            if body is None:
+                response = await http.get(
+                    url, accept="application/json", max_bytes=size, timeout=timeout, redirects=0
                 )
-        except TimeoutError:
-            raise MintError(
-                f"{method} {path} timed out after {self.timeout} s", mint=self.url
-            ) from None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            raise MintError(
-                f"{method} {path} failed: {type(exc).__name__}", mint=self.url
-            ) from None
+            else:
+                payload = orjson.dumps(body)
+                response = await http.post_json(url, payload, max_bytes=size, timeout=timeout)
+        except http.HttpError as exc:
+            # Its message names the URL and the failure, never what we sent (proofs).
+            raise MintError(f"{method} {path} failed: {exc}"[:300], mint=self.url) from None
+        status, answer = response.status, response.body
         try:
             decoded = orjson.loads(answer)
         except orjson.JSONDecodeError:
@@ -256,76 +253,3 @@ def _int(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise TypeError("expected a non-negative integer")
     return value
-
-
-class _HttpFailure(OSError):
-    """Malformed HTTP from the mint; caught with the other transport failures."""
-
-
-async def _http(url: str, method: str, payload: bytes | None, max_bytes: int) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    tls = parts.scheme == "https"
-    port = parts.port or (443 if tls else 80)
-    reader, writer = await asyncio.open_connection(
-        host,
-        port,
-        ssl=ssl.create_default_context() if tls else None,
-        server_hostname=host if tls else None,
-        limit=MAX_HEADER_BYTES,
-    )
-    try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        name = f"[{host}]" if ":" in host else host
-        lines = [
-            f"{method} {target} HTTP/1.1",
-            f"Host: {name if parts.port is None else f'{name}:{port}'}",
-            "Accept: application/json",
-            "User-Agent: dvmkit",
-            "Connection: close",
-        ]
-        if payload is not None:
-            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-        writer.write(
-            ("\r\n".join(lines) + "\r\n\r\n").encode("ascii", "replace") + (payload or b"")
-        )
-        await writer.drain()
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        version, _, rest = head[0].partition(" ")
-        if not version.startswith("HTTP/") or not rest[:3].isdigit():
-            raise _HttpFailure("malformed status line")
-        headers = {}
-        for line in head[1:]:
-            key, sep, value = line.partition(":")
-            if sep:
-                headers[key.strip().lower()] = value.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return int(rest[:3]), await _read_chunked(reader, max_bytes)
-        length = headers.get("content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > max_bytes:
-                raise _HttpFailure("answer too large or bad length")
-            return int(rest[:3]), await reader.readexactly(int(length))
-        body = await reader.read(max_bytes + 1)
-        while len(body) <= max_bytes and (more := await reader.read(max_bytes + 1 - len(body))):
-            body += more
-        if len(body) > max_bytes:
-            raise _HttpFailure("answer too large")
-        return int(rest[:3]), body
-    finally:
-        writer.close()
-
-
-async def _read_chunked(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
-    body = bytearray()
-    while True:
-        try:
-            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise _HttpFailure("malformed chunk size") from None
-        if size < 0 or len(body) + size > max_bytes:
-            raise _HttpFailure("answer too large")
-        if size == 0:
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)

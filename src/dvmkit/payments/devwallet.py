@@ -33,6 +33,7 @@ from typing import Any
 
 from coincurve import PrivateKey
 
+from dvmkit.aio import close_stack
 from dvmkit.errors import DVMError
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.filters import Filter
@@ -155,14 +156,7 @@ class DevWallet:
         tb: TracebackType | None,
     ) -> None:
         stack, self._stack = self._stack, None
-        if stack is None:
-            pass
-        elif exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-            # The task group must see a cancellation to un-cancel our task; any other error
-            # of the caller's propagates as it is, not wrapped in an ExceptionGroup.
-            await stack.__aexit__(exc_type, exc, tb)
-        else:
-            await stack.aclose()
+        await close_stack(stack, exc_type, exc, tb)
         if self._own_pool:
             self._pool = None
         self.ledger.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from dvmkit.aio import close_stack
 from dvmkit.errors import RelayError
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.filters import Filter
@@ -145,14 +146,7 @@ class NWCClient:
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.cancel()
-        if stack is None:
-            pass
-        elif exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-            # The task group must see a cancellation to un-cancel our task; any other error
-            # of the caller's propagates as it is, not wrapped in an ExceptionGroup.
-            await stack.__aexit__(exc_type, exc, tb)
-        else:
-            await stack.aclose()
+        await close_stack(stack, exc_type, exc, tb)
         if self._own_pool:
             self._pool = None
 

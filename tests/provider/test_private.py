@@ -192,6 +192,8 @@ async def test_forged_and_misaddressed_wraps_are_never_run_nor_answered(relay_ur
 
         bad_ids = [claimed.id, rumor.id, aimed.id, stray.id]
         assert calls == [good.id]
+        # The three the relay routed to the DVM, and the one handed to it: all refused.
+        assert dvm.stats().refused_wraps == 4
         assert customer.in_the_clear(about=bad_ids, to=[me.public_key, victim.public_key]) == []
         for request_id in bad_ids:
             assert customer.answers(request_id) == []

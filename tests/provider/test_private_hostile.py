@@ -178,11 +178,10 @@ async def test_damaged_wraps_are_dropped_and_the_dvm_serves_on(
     await customer.pool.publish(bad, timeout=WAIT)  # accepted or refused: either is fine
     if bad.kind in WRAP_KINDS and bad.verify():
         # What a pool could pass on (it verifies every event it delivers, so the engine does
-        # not check a wrap's own signature again) must fail the engine's own checks. Its count
-        # of wraps it opened and refused is not in ProviderStats.
-        refused = engine._counts["refused_wraps"]
+        # not check a wrap's own signature again) must fail the engine's own checks.
+        refused = served.dvm.stats().refused_wraps
         engine.on_event(bad)
-        assert engine._counts["refused_wraps"] == refused + 1
+        assert served.dvm.stats().refused_wraps == refused + 1
 
     ping = await customer.ask(f"ping {len(served.pings)}")
     served.pings.append(ping.id)

@@ -78,12 +78,10 @@ class Opened:
             :class:`Event` whose ``sig`` is :data:`RUMOR_SIG` (its author was proven by the
             seal); for ``simple`` it is the signed event, verified.
         envelope: the form and wrap kind, to answer the same way.
-        wrap_id: the outer wrap's id (the job's identity is ``event.id``, never this).
     """
 
     event: Event
     envelope: Envelope
-    wrap_id: str
 
 
 def open_wrap(wrap: Event, keys: Keys, *, verified: bool = False) -> Opened:
@@ -101,9 +99,8 @@ def open_wrap(wrap: Event, keys: Keys, *, verified: bool = False) -> Opened:
     opened = giftwrap.unwrap(wrap, keys, verified=verified)
     envelope = Envelope(opened.form, opened.wrap_kind)
     inner = opened.inner
-    if isinstance(inner, Event):
-        return Opened(inner, envelope, wrap.id)
-    return Opened(rumor_event(inner), envelope, wrap.id)
+    event = inner if isinstance(inner, Event) else rumor_event(inner)
+    return Opened(event, envelope)
 
 
 def rumor_event(rumor: UnsignedEvent) -> Event:

@@ -19,6 +19,8 @@ class ProviderStats:
     ignored: int
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    #: gift wraps to this DVM that did not open or check out (forged, tampered, misaddressed)
+    refused_wraps: int = 0
 
 
 class Counters:
@@ -47,4 +49,5 @@ class Counters:
             ignored=c["ignored"],
             latency_p50_ms=pct(0.5),
             latency_p99_ms=pct(0.99),
+            refused_wraps=c["refused_wraps"],
         )

@@ -263,7 +263,7 @@ def ask_command(
                 max_price_msat=max_price,
                 choose=choose,  # type: ignore[arg-type]
                 encrypt="nip04" if nip04 else private,
-                envelope=envelope if private or custom_wrap else None,
+                envelope=envelope,
             )
             if not quiet:
                 await _show_progress(job)

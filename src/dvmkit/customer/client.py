@@ -190,10 +190,13 @@ class Customer:
                 ready.set_result(None)
                 async for event in sub:
                     self._route_event(event)
-        except BaseException as exc:
+        except Exception as exc:
             if not ready.done():
-                ready.set_exception(exc if isinstance(exc, Exception) else RelayError(str(exc)))
+                ready.set_exception(exc)  # the request waiting for the feed fails with it
             raise
+        finally:
+            if not ready.done():
+                ready.cancel()  # cancelled before it was ready: so is the waiting request
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         if self._tg is None:
@@ -365,9 +368,6 @@ class Customer:
             scheme = "nip04" if encrypt == "nip04" else "nip44"
         elif private:
             envelope = envelope or Envelope()
-        clear_tags = request_tags(
-            target, input=input, input_type=input_type, params=params, relays=relays_hint
-        )
         event = build_request(
             self.keys,
             target,
@@ -380,6 +380,13 @@ class Customer:
         )
         if envelope is not None:
             await self._open_wrap_feed()
+        private_tags = None
+        if scheme is not None:
+            # Kept in the clear to encrypt them again for each DVM a failover moves to.
+            clear = request_tags(
+                target, input=input, input_type=input_type, params=params, relays=relays_hint
+            )
+            private_tags = (tuple(clear), scheme)
         t = self.timeouts
         plan = Plan(
             targets=targets,
@@ -390,7 +397,7 @@ class Customer:
             ack=t.ack,
             republish=t.republish,
             envelope=envelope,
-            private_tags=None if scheme is None else (tuple(clear_tags), scheme),
+            private_tags=private_tags,
         )
         return self._start(Job(self, event, plan))
 

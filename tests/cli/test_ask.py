@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nostr_sdk
@@ -27,18 +26,11 @@ from dvmkit.nostr.event import parse_event
 from dvmkit.nostr.keys import Keys
 from dvmkit.provider import Job
 from dvmkit.relay.pool import RelayPool
-from dvmkit.relay.server import Relay
 
 SECRET = "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa"
 PUBKEY = "7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4e"
 DVM_BIN = str(Path(sys.executable).parent / "dvm")
 runner = CliRunner()
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[str]:
-    async with Relay(port=0) as served:
-        yield served.url
 
 
 async def dvm_cli(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:

@@ -10,9 +10,7 @@ from customer.conftest import echo_dvm
 from dvmkit.nostr.keys import Keys
 from dvmkit.relay.pool import RelayPool
 
-from .test_ask import dvm_cli, relay
-
-__all__ = ["relay"]  # the fixture, shared with test_ask
+from .test_ask import dvm_cli
 
 
 @pytest.mark.parametrize(

@@ -95,11 +95,11 @@ async def test_legacy_encrypted_params_round_trip(relay_url: str, scheme: str) -
 
 async def test_a_private_job_fails_over_re_encrypting_to_the_next_dvm(our_relay_url: str) -> None:
     silent = make_dvm(our_relay_url, name="Silent")
-    started = asyncio.Event()
+    stalled: list[str] = []
 
     @silent.job
-    async def stall(input: str, job: ProviderJob) -> str:
-        started.set()
+    async def stall(input: str) -> str:
+        stalled.append(input)  # it could read its copy: the failover is for its silence
         await asyncio.Event().wait()
         return input
 
@@ -121,6 +121,7 @@ async def test_a_private_job_fails_over_re_encrypting_to_the_next_dvm(our_relay_
             result = await job.result(timeout=WAIT)
             assert (result.content, result.dvm) == ("onward", good.public_key)
             assert UpdateType.FAILOVER in [u.type async for u in job.updates()]
+        assert stalled == ["onward", "onward"]
 
 
 async def test_forged_answers_inside_wraps_are_ignored(our_relay_url: str) -> None:

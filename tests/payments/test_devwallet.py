@@ -15,6 +15,7 @@ from dvmkit.nostr.filters import Filter
 from dvmkit.nostr.keys import Keys
 from dvmkit.payments import bolt11, nip47
 from dvmkit.payments.devwallet import METHODS, DevWallet
+from dvmkit.payments.ledger import LedgerInvoice
 from dvmkit.payments.nip47 import NIP04, NIP44, ConnectionURI, WalletError
 from dvmkit.payments.nwc import NWCClient
 from dvmkit.relay.pool import RelayPool
@@ -273,3 +274,23 @@ async def test_ledger_file_keeps_keys_accounts_and_balances(tmp_path: Path) -> N
     again.ledger.close()
     assert db.stat().st_mode & 0o777 == 0o600
     assert uri.keys.secret_hex() not in db.read_bytes().decode("latin-1")
+
+
+def test_an_invoices_preimage_stays_out_of_its_repr() -> None:
+    preimage = "ab" * 32
+    invoice = LedgerInvoice(
+        payment_hash="cd" * 32,
+        account="ef" * 32,
+        bolt11="lnbcrt1",
+        amount_msat=1000,
+        description=None,
+        description_hash=None,
+        preimage=preimage,
+        created_at=0,
+        expires_at=3600,
+        settled_at=None,
+        payer=None,
+    )
+    assert invoice.preimage == preimage
+    assert preimage not in repr(invoice)
+    assert preimage not in str(invoice)

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dvmkit.errors import StoreError
@@ -64,7 +64,8 @@ class LedgerInvoice:
     amount_msat: int
     description: str | None
     description_hash: str | None
-    preimage: str
+    # Until the invoice is paid the preimage is a secret: whoever shows it "proves" payment.
+    preimage: str = field(repr=False)
     created_at: int
     expires_at: int
     settled_at: int | None

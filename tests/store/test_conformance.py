@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from dvmkit.store import KEEP, JobState, JobStore, OutboxItem
+from dvmkit.store import KEEP, OWED, REFUNDED, JobState, JobStore, OutboxItem, PaymentEntry
 
 from .helpers import T0, FakeClock, StoreFactory, feedback, make_record, new_id
 
@@ -337,3 +337,67 @@ async def test_a_burst_of_3000_concurrent_jobs_loses_nothing(store_factory: Stor
         assert stats.pending == 0
         assert stats.failures == 0
         assert stats.writes >= 4 * 3000
+
+
+async def test_a_payment_enters_the_ledger_with_its_transition_and_counts_once(
+    store_factory: StoreFactory, clock: FakeClock
+) -> None:
+    first = make_record(state=S.PAYMENT_REQUIRED, price_msat=21_000)
+    second = make_record(state=S.PAYMENT_REQUIRED, price_msat=21_000)
+    paid = PaymentEntry("a" * 64, first.id, "bolt11", 21_000)
+    async with store_factory(clock=clock) as store:
+        await store.insert(first)
+        await store.insert(second)
+        clock.now = T0 + 3
+        assert await store.transition(
+            first.id,
+            expect=S.PAYMENT_REQUIRED,
+            to=S.PAID,
+            paid_msat=21_000,
+            payment_method="bolt11",
+            payment=paid,
+        )
+        # The same payment presented for another job (or again for this one) moves nothing.
+        again = dataclasses.replace(paid, job_id=second.id)
+        assert not await store.transition(
+            second.id, expect=S.PAYMENT_REQUIRED, to=S.PAID, paid_msat=21_000, payment=again
+        )
+        assert not await store.transition(first.id, expect=S.PAID, to=S.PAID, payment=paid)
+        got = await store.get(first.id)
+        assert got is not None
+        assert (got.state, got.paid_msat, got.payment_method) == (S.PAID, 21_000, "bolt11")
+        assert (await store.get(second.id)) == second
+        assert await store.payments() == [dataclasses.replace(paid, created_at=T0 + 3)]
+        assert await store.payments(second.id) == []
+
+
+async def test_a_payment_for_a_job_that_moved_on_is_not_entered(
+    store_factory: StoreFactory,
+) -> None:
+    record = make_record(state=S.CANCELLED)
+    entry = PaymentEntry("b" * 64, record.id, "cashu", 1000)
+    async with store_factory() as store:
+        await store.insert(record)
+        assert not await store.transition(
+            record.id, expect=S.PAYMENT_REQUIRED, to=S.PAID, payment=entry
+        )
+        assert await store.payments() == []
+        # The key stays free: the payment can still release the job it was made for.
+        other = make_record(state=S.PAYMENT_REQUIRED)
+        await store.insert(other)
+        entry = dataclasses.replace(entry, job_id=other.id)
+        assert await store.transition(other.id, expect=S.PAYMENT_REQUIRED, to=S.PAID, payment=entry)
+
+
+async def test_owed_jobs_are_listed_and_survive_a_reopen(store_factory: StoreFactory) -> None:
+    owed = make_record(state=S.PROCESSING, paid_msat=5000, payment_method="zap")
+    refunded = make_record(state=S.PROCESSING, paid_msat=5000, payment_method="cashu")
+    async with store_factory() as store:
+        for record in (owed, refunded):
+            await store.insert(record)
+        await store.transition(owed.id, expect=S.PROCESSING, to=S.ERROR, refund=OWED)
+        await store.transition(refunded.id, expect=S.PROCESSING, to=S.ERROR, refund=REFUNDED)
+        assert [r.id for r in await store.list_jobs(refund=OWED)] == [owed.id]
+    async with store_factory() as store:  # reopened
+        assert [r.id for r in await store.list_jobs(refund=OWED)] == [owed.id]
+        assert [r.id for r in await store.list_jobs(refund=REFUNDED)] == [refunded.id]

@@ -124,7 +124,7 @@ async def test_a_version_1_file_is_migrated_and_its_jobs_kept(tmp_path: Path) ->
         db.executescript(SCHEMA_1)
         db.execute(
             "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            job_row(old)[:-1],  # every column but the envelope, which version 1 did not have
+            job_row(old)[:16],  # the columns version 1 had (no envelope, no payment fields)
         )
         db.commit()
     finally:
@@ -145,6 +145,8 @@ async def test_a_version_1_file_is_migrated_and_its_jobs_kept(tmp_path: Path) ->
     try:
         assert db.execute("PRAGMA user_version").fetchone() == (VERSION,)
         columns = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
-        assert columns[-1] == "envelope"
+        assert columns[-3:] == ["envelope", "payment_method", "refund"]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert "payments" in tables
     finally:
         db.close()

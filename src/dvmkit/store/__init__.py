@@ -4,7 +4,18 @@
 backend implements the same protocol and passes the same conformance suite.
 """
 
-from dvmkit.store.base import KEEP, JobRecord, JobStore, Keep, OutboxEvent, OutboxItem, StoreStats
+from dvmkit.store.base import (
+    KEEP,
+    OWED,
+    REFUNDED,
+    JobRecord,
+    JobStore,
+    Keep,
+    OutboxEvent,
+    OutboxItem,
+    PaymentEntry,
+    StoreStats,
+)
 from dvmkit.store.lifecycle import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -16,6 +27,8 @@ from dvmkit.store.sqlite import SQLiteJobStore
 
 __all__ = [
     "KEEP",
+    "OWED",
+    "REFUNDED",
     "TERMINAL_STATES",
     "TRANSITIONS",
     "JobRecord",
@@ -24,6 +37,7 @@ __all__ = [
     "Keep",
     "OutboxEvent",
     "OutboxItem",
+    "PaymentEntry",
     "SQLiteJobStore",
     "StoreStats",
     "can_transition",

@@ -24,7 +24,23 @@ from dvmkit.nostr.event import Event
 from dvmkit.protocol.job import Dialect
 from dvmkit.store.lifecycle import JobState
 
-__all__ = ["KEEP", "JobRecord", "JobStore", "Keep", "OutboxEvent", "OutboxItem", "StoreStats"]
+__all__ = [
+    "KEEP",
+    "OWED",
+    "REFUNDED",
+    "JobRecord",
+    "JobStore",
+    "Keep",
+    "OutboxEvent",
+    "OutboxItem",
+    "PaymentEntry",
+    "StoreStats",
+]
+
+#: ``JobRecord.refund`` of a paid job that failed and was not (yet) given its money back.
+OWED: Final = "owed"
+#: ``JobRecord.refund`` of a paid job that failed and whose money went back to the customer.
+REFUNDED: Final = "refunded"
 
 
 class Keep(enum.Enum):
@@ -66,6 +82,24 @@ class JobRecord:
     # a public one. ``request`` is then the inner event; for the "nip59" form it is the rumor,
     # whose ``sig`` is all zeros (a rumor has none: the seal it came in was verified).
     envelope: str | None = None
+    payment_method: str | None = None  # how it was paid: bolt11, zap, cashu
+    refund: str | None = None  # OWED or REFUNDED for a paid job that failed; else None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEntry:
+    """A confirmed payment, in the store's payment ledger.
+
+    ``key`` is unique across the whole ledger (the payment hash of an invoice or zap, a digest
+    of a Cashu token's proofs), so one payment can never release two jobs, or one twice. It
+    is public: never a preimage or a proof's secret.
+    """
+
+    key: str
+    job_id: str
+    method: str
+    amount_msat: int
+    created_at: float = 0.0  # set by the store when it commits
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,23 +186,28 @@ class JobStore(Protocol):
         error_code: str | Keep | None = KEEP,
         error_message: str | Keep | None = KEEP,
         result_event_id: str | Keep | None = KEEP,
+        payment_method: str | Keep | None = KEEP,
+        refund: str | Keep | None = KEEP,
+        payment: PaymentEntry | None = None,
         add_attempt: bool = False,
     ) -> bool:
         """Compare-and-set: move the job to ``to`` if it is in one of ``expect``.
 
-        The new state, the given fields, ``updated_at`` and the ``outbox`` events are
-        written in one transaction, or not at all.
+        The new state, the given fields, ``updated_at``, the ``outbox`` events and the
+        ``payment`` ledger entry are written in one transaction, or not at all.
 
         Args:
             job_id: the job.
             expect: the state(s) the job must be in.
             to: the new state; must be allowed from every state in ``expect``.
             outbox: signed events announcing the change, published after this returns.
+            payment: a confirmed payment to enter in the ledger with the change.
             add_attempt: add one to ``attempts`` (a run is starting).
 
         Returns:
-            True if the job moved; False if it is unknown or in another state (for example,
-            cancelled meanwhile). Nothing is written when False.
+            True if the job moved; False if it is unknown, in another state (for example,
+            cancelled meanwhile), or ``payment``'s key is already in the ledger (a payment
+            presented twice). Nothing is written when False.
 
         Raises:
             ValueError: the transition is not allowed by ``lifecycle.TRANSITIONS``.
@@ -184,9 +223,19 @@ class JobStore(Protocol):
         ...
 
     async def list_jobs(
-        self, *, state: JobState | None = None, customer: str | None = None, limit: int = 100
+        self,
+        *,
+        state: JobState | None = None,
+        customer: str | None = None,
+        refund: str | None = None,
+        limit: int = 100,
     ) -> list[JobRecord]:
-        """Jobs, newest first, optionally only in one state or of one customer."""
+        """Jobs, newest first, optionally only in one state, of one customer, or with one
+        ``refund`` mark (``OWED``: what ``dvm jobs --owed`` lists)."""
+        ...
+
+    async def payments(self, job_id: str | None = None) -> list[PaymentEntry]:
+        """The payment ledger (of one job, or all), oldest first."""
         ...
 
     async def unfinished(self) -> list[JobRecord]:

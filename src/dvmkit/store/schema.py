@@ -14,10 +14,10 @@ import orjson
 
 from dvmkit.errors import StoreError
 from dvmkit.protocol.job import Dialect
-from dvmkit.store.base import JobRecord, OutboxEvent, OutboxItem
+from dvmkit.store.base import JobRecord, OutboxEvent, OutboxItem, PaymentEntry
 from dvmkit.store.lifecycle import TERMINAL_STATES, JobState
 
-VERSION = 2
+VERSION = 3
 
 # A rowid table rather than WITHOUT ROWID: requests can be tens of kilobytes, and SQLite
 # advises WITHOUT ROWID only for small rows.
@@ -39,7 +39,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_message TEXT,
     result_event_id TEXT,
     attempts INTEGER NOT NULL,
-    envelope TEXT
+    envelope TEXT,
+    payment_method TEXT,
+    refund TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, updated_at);
 CREATE INDEX IF NOT EXISTS jobs_customer ON jobs(customer, created_at);
@@ -55,16 +57,24 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_job ON outbox(job_id, seq);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(seq) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_refund ON jobs(refund, updated_at) WHERE refund IS NOT NULL;
+CREATE TABLE IF NOT EXISTS payments (
+    key TEXT NOT NULL PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    method TEXT NOT NULL,
+    amount_msat INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_job ON payments(job_id);
 """
 
 JOB_COLUMNS = (
     "id, dialect, customer, kind, request, state, created_at, updated_at, expires_at,"
     " price_msat, paid_msat, payment_ref, error_code, error_message, result_event_id, attempts,"
-    " envelope"
+    " envelope, payment_method, refund"
 )
 INSERT_JOB = (
-    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO NOTHING"
+    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 19)}) ON CONFLICT (id) DO NOTHING"
 )
 SELECT_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs"
 OUTBOX_COLUMNS = "seq, job_id, event_id, event, relays, created_at, sent_at"
@@ -96,6 +106,10 @@ def create(db: sqlite3.Connection) -> None:
             if version == 1:
                 # Version 2 added the envelope of private (gift-wrapped) jobs.
                 db.execute("ALTER TABLE jobs ADD COLUMN envelope TEXT")
+            if 1 <= version <= 2:
+                # Version 3 added how a job was paid, its refund mark and the payment ledger.
+                db.execute("ALTER TABLE jobs ADD COLUMN payment_method TEXT")
+                db.execute("ALTER TABLE jobs ADD COLUMN refund TEXT")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -126,6 +140,8 @@ def job_row(record: JobRecord) -> tuple[Any, ...]:
         record.result_event_id,
         record.attempts,
         record.envelope,
+        record.payment_method,
+        record.refund,
     )
 
 
@@ -152,3 +168,13 @@ def outbox_rows(job_id: str, events: tuple[OutboxEvent, ...], now: float) -> lis
 def to_item(row: tuple[Any, ...]) -> OutboxItem:
     """An OutboxItem from a row selected with OUTBOX_COLUMNS."""
     return OutboxItem(row[0], row[1], row[2], row[3], tuple(orjson.loads(row[4])), row[5], row[6])
+
+
+PAYMENT_COLUMNS = "key, job_id, method, amount_msat, created_at"
+# A key already there inserts nothing (rowcount 0), and the transition presenting it fails.
+INSERT_PAYMENT = f"INSERT OR IGNORE INTO payments ({PAYMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+
+
+def to_payment(row: tuple[Any, ...]) -> PaymentEntry:
+    """A PaymentEntry from a row selected with PAYMENT_COLUMNS."""
+    return PaymentEntry(row[0], row[1], row[2], row[3], row[4])

@@ -30,6 +30,7 @@ from dvmkit.store.base import (
     Keep,
     OutboxEvent,
     OutboxItem,
+    PaymentEntry,
     StoreStats,
 )
 from dvmkit.store.lifecycle import JobState, check_transition
@@ -46,6 +47,8 @@ _FIELDS = (
     "error_code",
     "error_message",
     "result_event_id",
+    "payment_method",
+    "refund",
 )
 
 
@@ -139,6 +142,9 @@ class SQLiteJobStore(JobStore):
         error_code: str | Keep | None = KEEP,
         error_message: str | Keep | None = KEEP,
         result_event_id: str | Keep | None = KEEP,
+        payment_method: str | Keep | None = KEEP,
+        refund: str | Keep | None = KEEP,
+        payment: PaymentEntry | None = None,
         add_attempt: bool = False,
     ) -> bool:
         states = (expect,) if isinstance(expect, JobState) else tuple(expect)
@@ -151,6 +157,8 @@ class SQLiteJobStore(JobStore):
             error_code,
             error_message,
             result_event_id,
+            payment_method,
+            refund,
         )
         sets = ["state = ?", "updated_at = ?"]
         values: list[Any] = [to.value, 0.0]  # updated_at is read from the clock at commit
@@ -172,7 +180,13 @@ class SQLiteJobStore(JobStore):
         def op(db: sqlite3.Connection) -> bool:
             now = clock()
             values[1] = now
+            if payment is not None:
+                row = (payment.key, job_id, payment.method, payment.amount_msat, now)
+                if db.execute(schema.INSERT_PAYMENT, row).rowcount != 1:
+                    return False  # this payment was entered before: it counts once
             if db.execute(sql, values).rowcount != 1:
+                if payment is not None:
+                    db.execute("DELETE FROM payments WHERE key = ?", (payment.key,))
                 return False
             if events:
                 db.executemany(schema.INSERT_OUTBOX, schema.outbox_rows(job_id, events, now))
@@ -251,7 +265,12 @@ class SQLiteJobStore(JobStore):
         return await self._worker.submit(op, write=False, what="counts")
 
     async def list_jobs(
-        self, *, state: JobState | None = None, customer: str | None = None, limit: int = 100
+        self,
+        *,
+        state: JobState | None = None,
+        customer: str | None = None,
+        refund: str | None = None,
+        limit: int = 100,
     ) -> list[JobRecord]:
         if limit < 0:
             raise ValueError("limit must not be negative")
@@ -262,6 +281,9 @@ class SQLiteJobStore(JobStore):
         if customer is not None:
             clauses.append("customer = ?")
             params.append(customer)
+        if refund is not None:
+            clauses.append("refund = ?")
+            params.append(refund)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"{schema.SELECT_JOBS}{where} ORDER BY created_at DESC, id LIMIT ?"
 
@@ -269,6 +291,18 @@ class SQLiteJobStore(JobStore):
             return [schema.to_record(row) for row in db.execute(sql, (*params, limit))]
 
         return await self._worker.submit(op, write=False, what="list_jobs")
+
+    async def payments(self, job_id: str | None = None) -> list[PaymentEntry]:
+        sql = f"SELECT {schema.PAYMENT_COLUMNS} FROM payments"
+        params: tuple[str, ...] = ()
+        if job_id is not None:
+            sql, params = f"{sql} WHERE job_id = ?", (job_id,)
+
+        def op(db: sqlite3.Connection) -> list[PaymentEntry]:
+            rows = db.execute(f"{sql} ORDER BY created_at, key", params)
+            return [schema.to_payment(row) for row in rows]
+
+        return await self._worker.submit(op, write=False, what="payments")
 
     async def unfinished(self) -> list[JobRecord]:
         sql = (

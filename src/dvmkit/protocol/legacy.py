@@ -8,6 +8,8 @@ its answer (nostrdvm always answers NIP-44, whatever the request used: research/
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import orjson
 
 from dvmkit.errors import DecryptionError, InvalidEvent, InvalidKey, JobError, ProtocolError
@@ -23,6 +25,7 @@ from dvmkit.protocol.job import (
     as_status,
     encryption_scheme,
 )
+from dvmkit.protocol.payment import method_tags
 
 #: The clear error message of an answer to encrypted params; the real one is in the content.
 ENCRYPTED_MESSAGE = "the message is encrypted in the content"
@@ -96,8 +99,11 @@ def feedback_event(
     message: str | None = None,
     amount_msat: int | None = None,
     bolt11: str | None = None,
+    methods: Sequence[str] = (),
+    method_details: Mapping[str, str] | None = None,
     relay_hint: str | None = None,
     keys: Keys | None = None,
+    extra_tags: Sequence[Tag] = (),
 ) -> UnsignedEvent:
     """A kind 7000 feedback event (NIP-90 §"Job Feedback").
 
@@ -112,8 +118,11 @@ def feedback_event(
             error about encrypted params the message is the (encrypted) content instead, and
             the tag says ``"CODE: "`` + :data:`ENCRYPTED_MESSAGE`.
         amount_msat, bolt11: an ``amount`` tag (required for ``payment-required``).
+        methods, method_details: ``payment`` tags (:mod:`dvmkit.protocol.payment`); NIP-90
+            has none, and its clients ignore tags they do not know.
         relay_hint: where we saw the request, for the ``e`` tag.
         keys: the provider's keys, needed only when the request was encrypted.
+        extra_tags: appended as they are (a ``refund`` tag on the error ending a paid job).
 
     Raises:
         ProtocolError: a modern request, ``offer``, a missing code or amount, or an encrypted
@@ -143,9 +152,11 @@ def feedback_event(
     tags: list[Tag] = [("status", str(status)) if extra is None else ("status", str(status), extra)]
     if amount_msat is not None:
         tags.append(amount_tag(amount_msat, bolt11))
+    tags += method_tags(methods, method_details)
     tags += [_e_tag(request, relay_hint), ("p", request.customer)]
     if encrypted is not None:
         tags.append(encrypted)
+    tags += extra_tags
     return UnsignedEvent(provider, created_at, FEEDBACK_KIND, tuple(tags), body)
 
 

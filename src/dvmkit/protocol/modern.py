@@ -9,7 +9,7 @@ accepted method, an ``offer`` adds its price and ETA. The customer cancels with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dvmkit.errors import ProtocolError
 from dvmkit.nostr.event import Event, Tag, UnsignedEvent
@@ -23,6 +23,7 @@ from dvmkit.protocol.job import (
     as_status,
 )
 from dvmkit.protocol.legacy import amount_tag
+from dvmkit.protocol.payment import method_tags
 
 #: NIP-09 deletion request: the legacy way to cancel a job (NIP-90 §"Cancellation").
 DELETION_KIND = 5
@@ -41,7 +42,9 @@ def modern_status_event(
     amount_msat: int | None = None,
     bolt11: str | None = None,
     methods: Sequence[str] = (),
+    method_details: Mapping[str, str] | None = None,
     eta_seconds: int | None = None,
+    extra_tags: Sequence[Tag] = (),
 ) -> UnsignedEvent:
     """A kind 25000 status about ``request``.
 
@@ -56,8 +59,10 @@ def modern_status_event(
         message: for ``error`` the message; otherwise optional extra info in the status tag.
         amount_msat, bolt11: the price (required for ``offer`` and ``payment-required``).
         methods: accepted payment methods (``bolt11``, ``zap``, ``cashu``), one ``payment``
-            tag each.
+            tag each, with its detail from ``method_details`` (a zap's lightning address, a
+            Cashu mint; :mod:`dvmkit.protocol.payment`).
         eta_seconds: for ``offer``, the expected time to the result.
+        extra_tags: appended as they are (a ``refund`` tag on the error ending a paid job).
 
     Raises:
         ProtocolError: a legacy request, or a missing code or amount.
@@ -82,11 +87,12 @@ def modern_status_event(
     tags.append(status_tag)
     if amount_msat is not None:
         tags.append(amount_tag(amount_msat, bolt11))
-    tags += [("payment", method) for method in dict.fromkeys(methods)]
+    tags += method_tags(methods, method_details)
     if eta_seconds is not None:
         if isinstance(eta_seconds, bool) or not isinstance(eta_seconds, int) or eta_seconds < 0:
             raise ProtocolError("eta_seconds is a non-negative whole number of seconds")
         tags.append(("eta", str(eta_seconds)))
+    tags += extra_tags
     return UnsignedEvent(provider, created_at, MODERN_KIND, tuple(tags), content)
 
 

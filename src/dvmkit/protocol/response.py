@@ -6,9 +6,9 @@ forms live in :mod:`dvmkit.protocol.legacy` (NIP-90) and :mod:`dvmkit.protocol.m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from dvmkit.nostr.event import UnsignedEvent
+from dvmkit.nostr.event import Tag, UnsignedEvent
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import Dialect, ErrorCode, JobRequest, StatusKind
 from dvmkit.protocol.legacy import feedback_event, legacy_result_event
@@ -27,9 +27,11 @@ def status_event(
     amount_msat: int | None = None,
     bolt11: str | None = None,
     methods: Sequence[str] = (),
+    method_details: Mapping[str, str] | None = None,
     eta_seconds: int | None = None,
     relay_hint: str | None = None,
     keys: Keys | None = None,
+    extra_tags: Sequence[Tag] = (),
 ) -> UnsignedEvent:
     """A status about ``request``: kind 7000 feedback (legacy) or kind 25000 (modern).
 
@@ -42,11 +44,13 @@ def status_event(
         code, message: for ``error``, the code (required) and message; otherwise ``message``
             is the status tag's extra info.
         amount_msat, bolt11: the price (required for ``offer`` and ``payment-required``).
-        methods: accepted payment methods (modern only; legacy has no such tag).
+        methods, method_details: accepted payment methods and their details
+            (:func:`~dvmkit.protocol.payment.method_tags`).
         eta_seconds: an offer's expected time to the result (modern only).
         relay_hint: where the request was seen, for the legacy ``e`` tag.
         keys: the provider's keys, needed to encrypt the content of an answer to a legacy
             request with encrypted params.
+        extra_tags: appended as they are (a ``refund`` tag).
 
     Returns:
         The unsigned event, authored by ``provider``.
@@ -66,8 +70,11 @@ def status_event(
             message=message,
             amount_msat=amount_msat,
             bolt11=bolt11,
+            methods=methods,
+            method_details=method_details,
             relay_hint=relay_hint,
             keys=keys,
+            extra_tags=extra_tags,
         )
     return modern_status_event(
         request,
@@ -80,7 +87,9 @@ def status_event(
         amount_msat=amount_msat,
         bolt11=bolt11,
         methods=methods,
+        method_details=method_details,
         eta_seconds=eta_seconds,
+        extra_tags=extra_tags,
     )
 
 

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+# One real Cashu mint for the whole session, for every test that takes `cashu_mint`.
+from payments.mint import cashu_mint_fixture  # noqa: F401
+
 # CI machines have 2 cores and share them with relays under test: no per-example deadline.
 settings.register_profile(
     "dvmkit", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100

@@ -103,8 +103,7 @@ def running_mint(workdir: Path) -> Iterator[str]:
 def cashu_mint_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a real nutshell mint (FakeWallet, no fees), one for the whole session.
 
-    Import it into the test modules that need it (``tests/payments/conftest.py`` holds the
-    wallet fixtures of the NWC tests).
+    ``tests/conftest.py`` registers it for the whole suite: one mint process per session.
     """
     with running_mint(tmp_path_factory.mktemp("mint")) as url:
         yield url

@@ -27,8 +27,6 @@ from dvmkit.payments.cashu import (
 )
 from dvmkit.payments.cashu_mint import MintClient
 
-from .mint import cashu_mint_fixture  # noqa: F401 - registers the session-scoped `cashu_mint`
-
 
 async def funded(url: str, amount: int) -> CashuWallet:
     wallet = CashuWallet(mint_url=url)

@@ -15,8 +15,12 @@ import pytest
 from dvmkit.customer import Customer, CustomerTimeouts, UpdateType
 from dvmkit.customer.answers import Choose
 from dvmkit.errors import PaymentRequired
+from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import JobRequest
+from dvmkit.protocol.payment import PaymentMessage, Refund
 from dvmkit.provider import DVM, PaymentRequest
+from dvmkit.provider.config import Paid
+from dvmkit.relay.pool import RelayPool
 from dvmkit.store import SQLiteJobStore
 
 from .conftest import WAIT, make_dvm
@@ -32,8 +36,18 @@ class NeverPaid:
     async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
         return PaymentRequest(amount_msat, tuple(self.methods))
 
-    async def confirm(self, job_id: str, payment: PaymentRequest) -> int:
+    async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:
         raise AssertionError("no test pays")
+
+    @contextlib.asynccontextmanager
+    async def serving(self, pool: RelayPool, keys: Keys) -> AsyncIterator[object]:
+        yield self
+
+    def deliver(self, message: PaymentMessage) -> bool:
+        return False
+
+    async def refund(self, request: JobRequest, paid: Paid) -> Refund | None:
+        return None
 
 
 def bidder(relay: str, name: str, ran: list[str], **kwargs: object) -> DVM:

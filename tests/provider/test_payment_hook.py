@@ -7,14 +7,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from dvmkit.errors import PaymentError
 from dvmkit.nostr.event import Event
+from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import JobRequest
+from dvmkit.protocol.payment import PaymentMessage, Refund
 from dvmkit.provider import DVM, Limits, PaymentRequest
+from dvmkit.provider.config import Paid
+from dvmkit.relay.pool import RelayPool
+from dvmkit.store import OWED, SQLiteJobStore
 
 from .conftest import FAST, Customer, error_of, make_dvm, status_of
 
@@ -30,10 +36,15 @@ class Processor:
         self.bolt11 = bolt11
         self.refuse = refuse
         self.asked: list[tuple[str, int]] = []
-        self._paid: dict[str, asyncio.Future[int]] = {}
+        self._paid: dict[str, asyncio.Future[Paid]] = {}
+        self.refunded: list[Paid] = []
 
-    def _future(self, job_id: str) -> asyncio.Future[int]:
+    def _future(self, job_id: str) -> asyncio.Future[Paid]:
         return self._paid.setdefault(job_id, asyncio.get_running_loop().create_future())
+
+    @contextlib.asynccontextmanager
+    async def serving(self, pool: RelayPool, keys: Keys) -> AsyncIterator[object]:
+        yield self
 
     async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
         if self.refuse:
@@ -41,11 +52,19 @@ class Processor:
         self.asked.append((job_id, amount_msat))
         return PaymentRequest(amount_msat, tuple(self.methods), bolt11=self.bolt11)
 
-    async def confirm(self, job_id: str, payment: PaymentRequest) -> int:
+    async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:
         return await self._future(job_id)
 
-    def pay(self, job_id: str, amount_msat: int) -> None:
-        self._future(job_id).set_result(amount_msat)
+    def deliver(self, message: PaymentMessage) -> bool:
+        return False
+
+    async def refund(self, request: JobRequest, paid: Paid) -> Refund | None:
+        self.refunded.append(paid)
+        return None
+
+    def pay(self, job_id: str, amount_msat: int, key: str | None = None) -> None:
+        paid = Paid(amount_msat, "bolt11", key or f"test:{job_id}")
+        self._future(job_id).set_result(paid)
 
     def fail(self, job_id: str, reason: str) -> None:
         self._future(job_id).set_exception(PaymentError(reason))
@@ -116,14 +135,20 @@ async def test_payment_failed(relay_url: str, customer: Customer, dialect: str) 
 
 async def test_underpayment_fails(relay_url: str, customer: Customer) -> None:
     processor = Processor()
-    dvm, ran = priced_dvm(relay_url, processor)
+    store = SQLiteJobStore()
+    dvm, ran = priced_dvm(relay_url, processor, store=store)
     async with dvm.running():
         request = await send(customer, "modern", "x")
         await customer.status(request.id, "payment-required")
         processor.pay(request.id, 20_999)
         answer = await customer.final(request.id)
-    assert error_of(answer) == ("PAYMENT_FAILED", "received 20999 of 21000 msat")
+        record = await store.get(request.id)
+    message = "received 20999 of 21000 msat; it is owed back to you"
+    assert error_of(answer) == ("PAYMENT_FAILED", message)
     assert ran == []
+    # Money that came is never silently kept: it is in the ledger, and owed.
+    assert record is not None
+    assert (record.paid_msat, record.refund, record.payment_method) == (20_999, OWED, "bolt11")
 
 
 @pytest.mark.parametrize("dialect", ["modern", "legacy"])

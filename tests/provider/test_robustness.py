@@ -8,6 +8,7 @@ import asyncio
 from dvmkit.errors import JobError
 from dvmkit.protocol.job import JobRequest
 from dvmkit.provider import Limits, PaymentRequest
+from dvmkit.provider.config import Paid
 
 from .conftest import Customer, error_of, make_dvm, status_of
 from .test_payment_hook import Processor, priced_dvm, send
@@ -25,7 +26,7 @@ class BrokenProcessor(Processor):
             raise KeyError("backend bug with a secret-looking detail nsec1xyz")
         return await super().request(job_id, amount_msat, request)
 
-    async def confirm(self, job_id: str, payment: PaymentRequest) -> int:
+    async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:
         if self.at == "confirm":
             raise ZeroDivisionError("backend bug")
         return await super().confirm(job_id, payment)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import JobRequest
+from dvmkit.protocol.payment import PaymentMessage, Refund
+from dvmkit.provider.pricing import Pricing
+from dvmkit.relay.pool import RelayPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +65,39 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class PaymentRequest:
-    """What a customer is asked to pay: shown in ``payment-required`` in both dialects."""
+    """What a customer is asked to pay: shown in ``payment-required`` in both dialects.
+
+    ``details`` are the methods' details (a zap's lightning address, a Cashu mint), written
+    into their ``payment`` tags (:mod:`dvmkit.protocol.payment`).
+    """
 
     amount_msat: int
     methods: tuple[str, ...]
     bolt11: str | None = None
     reference: str | None = None  # a public reference (payment hash), never a secret
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """A payment the provider's own wallet, mint or LNURL server confirmed.
+
+    ``key`` identifies the payment itself (an invoice's payment hash, a zap receipt's invoice
+    hash, a digest of a Cashu token's proofs); the job store's ledger takes each key once.
+    """
+
+    amount_msat: int
+    method: str
+    key: str
 
 
 class PaymentProcessor(Protocol):
-    """The payment hook (DESIGN.md §6; the payments issue provides the implementations).
+    """How a DVM takes money (DESIGN.md §6): :mod:`dvmkit.provider.payments` has one per
+    method (bolt11 over NWC, Cashu, zaps) and :class:`~dvmkit.provider.payments.Payments`
+    to accept several.
 
     A priced job waits in ``payment-required`` until :meth:`confirm` returns: the provider's
-    own wallet or mint must have confirmed the payment before the job runs.
+    own wallet, mint or LNURL server must have confirmed the payment before the job runs.
     """
 
     @property
@@ -80,17 +105,38 @@ class PaymentProcessor(Protocol):
         """The methods it accepts: ``bolt11``, ``zap``, ``cashu``."""
         ...
 
+    def serving(self, pool: RelayPool, keys: Keys) -> AbstractAsyncContextManager[object]:
+        """Connect (wallet, mint, receipt subscription) for as long as the DVM serves.
+
+        ``pool`` is the DVM's own relay pool, ``keys`` its identity.
+        """
+        ...
+
     async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
         """Ask for ``amount_msat`` (e.g. make an invoice)."""
         ...
 
-    async def confirm(self, job_id: str, payment: PaymentRequest) -> int:
-        """Wait until the payment is confirmed; return the millisats received.
+    async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:
+        """Wait until the payment is confirmed.
 
         Raises:
-            PaymentError: the payment failed or will not come.
+            PaymentError: the payment failed or will not come (a spent token).
+        """
+        ...
+
+    def deliver(self, message: PaymentMessage) -> bool:
+        """A customer's payment message for a job waiting in :meth:`confirm`; True when this
+        processor takes its method."""
+        ...
+
+    async def refund(self, request: JobRequest, paid: Paid) -> Refund | None:
+        """Give ``paid`` back for a job that failed, where the method allows; None when it
+        cannot (the job is then recorded as owed).
+
+        Raises:
+            PaymentError: the refund was attempted and failed (the job is owed).
         """
         ...
 
 
-Price = int | Callable[[JobRequest], int] | Callable[[JobRequest], Awaitable[int]]
+Price = int | Pricing | Callable[[JobRequest], int] | Callable[[JobRequest], Awaitable[int]]

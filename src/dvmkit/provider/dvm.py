@@ -39,6 +39,7 @@ from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND
 from dvmkit.provider.config import Limits, PaymentProcessor, Price
 from dvmkit.provider.engine import Encryption, Engine
 from dvmkit.provider.handler import Handler
+from dvmkit.provider.pricing import Pricing
 from dvmkit.provider.stats import ProviderStats
 from dvmkit.relay.pool import RelayPool
 from dvmkit.store import JobStore, SQLiteJobStore
@@ -65,8 +66,11 @@ class DVM:
             when ``keys`` is given, in memory otherwise.
         limits: concurrency, queue and timeouts.
         heartbeat_interval: seconds between kind-11998 beats.
-        price_msat: a fixed price, or a function of the request; 0 means free.
-        payments: confirms payments (required when there is a price).
+        price_msat: a fixed price in millisats (0: free), a
+            :class:`~dvmkit.provider.pricing.Pricing` (per input size, per param, free
+            tiers, allow-lists), or a function of the request.
+        payments: takes and confirms payments (required when there is a price):
+            :mod:`dvmkit.provider.payments` (bolt11 over NWC, Cashu, zaps).
         offers: answer an open modern request (no ``p`` tag) with an ``offer`` status (its
             price, ETA and, when priced, payment methods) instead of running it; the
             customer then sends a targeted request to the offer it chose. Off by default:
@@ -224,7 +228,10 @@ class DVM:
 
     def announcement(self, now: int) -> Event:
         """The signed kind-11999 announcement."""
-        price = self.price if isinstance(self.price, int) else None
+        price = self.price
+        shown = price if isinstance(price, int) else None
+        if isinstance(price, Pricing):
+            shown = price.starting_at
         return announcement_event(
             provider=self.public_key,
             created_at=now,
@@ -238,7 +245,7 @@ class DVM:
             categories=self.categories,
             legacy_kinds=self.legacy_kinds,
             relays=self.relays,
-            price_msat=price,
+            price_msat=shown,
             payment_methods=tuple(self.payments.methods) if self.payments else (),
             encryption=self.encryption != "off",
         ).sign(self.keys)

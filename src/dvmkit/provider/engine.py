@@ -31,6 +31,7 @@ from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.envelope import WRAP_KINDS, Envelope, open_wrap
 from dvmkit.protocol.job import (
     MODERN_KIND,
+    Dialect,
     ErrorCode,
     JobRequest,
     StatusKind,
@@ -39,15 +40,17 @@ from dvmkit.protocol.job import (
     parse_request,
 )
 from dvmkit.protocol.legacy import decrypt_legacy_params
+from dvmkit.protocol.payment import PAYMENT_STATUS, read_payment, refund_tag
 from dvmkit.provider import inputs
-from dvmkit.provider.config import Limits, PaymentProcessor, PaymentRequest, Price
+from dvmkit.provider.config import Limits, Paid, PaymentProcessor, PaymentRequest, Price
 from dvmkit.provider.handler import Handler
 from dvmkit.provider.job import Job
 from dvmkit.provider.ledger import Ledger
+from dvmkit.provider.pricing import Pricing
 from dvmkit.provider.sender import Sender
 from dvmkit.provider.stats import Counters, ProviderStats
 from dvmkit.relay.pool import RelayPool
-from dvmkit.store import JobRecord, JobState, JobStore
+from dvmkit.store import OWED, REFUNDED, JobRecord, JobState, JobStore, PaymentEntry
 
 log = logging.getLogger("dvmkit.provider")
 
@@ -67,6 +70,8 @@ class _Entry:
     admitted: float  # monotonic time, for latency
     task: asyncio.Task[None] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    unpaid: bool = False  # payment-required was committed: payment messages are taken
+    paid: Paid | None = None  # what it was paid, for a refund if it fails
 
 
 class Engine:
@@ -151,7 +156,10 @@ class Engine:
 
     async def run(self, ready: asyncio.Event) -> None:
         """Resume, then serve until cancelled. Sets ``ready`` once the DVM is listening."""
-        async with asyncio.TaskGroup() as tg:
+        async with contextlib.AsyncExitStack() as serving, asyncio.TaskGroup() as tg:
+            if self.payments is not None:
+                # Connected (wallet, mint, receipts) before resume: waiting jobs confirm now.
+                await serving.enter_async_context(self.payments.serving(self.pool, self.keys))
             self._tg = tg
             tg.create_task(self.sender.run(), name="dvm outbox marker")
             await self.resume()
@@ -183,7 +191,16 @@ class Engine:
             request = self._reparse(record)
             if request is None:
                 continue
+            if record.refund == OWED:
+                # It failed and was being refunded when the DVM stopped: whether the refund
+                # left is unknown, so it is owed (dvm jobs --owed), never run or paid again.
+                message = "the DVM stopped while refunding this job; the payment is owed to you"
+                await self.ledger.fail(
+                    request, ErrorCode.INTERNAL_ERROR, message, expect=(record.state,), refund=OWED
+                )
+                continue
             if record.state is JobState.PAYMENT_REQUIRED and self.payments is not None:
+                self._hold(request).unpaid = True
                 self._spawn(self._await_payment(request, record.price_msat, record.payment_ref))
                 continue
             if record.state is JobState.PAYMENT_REQUIRED:
@@ -206,8 +223,11 @@ class Engine:
             except JobError as exc:  # admitted under an older handler signature
                 await self.ledger.fail(request, exc.code, exc.message, expect=(JobState.QUEUED,))
                 continue
-            self._hold(request).kwargs = kwargs
-            self._queue.put_nowait(self._active[request.id])
+            entry = self._hold(request)
+            entry.kwargs = kwargs
+            if record.paid_msat:
+                entry.paid = Paid(record.paid_msat, record.payment_method or "", "")
+            self._queue.put_nowait(entry)
         for item in await self.store.pending_outbox():
             try:
                 event = Event.from_json(item.event_json)
@@ -272,6 +292,8 @@ class Engine:
             if status == "cancel":
                 for target in event.tag_values("e"):
                     self._spawn(self.cancel(target, by=event.pubkey))
+            elif status == PAYMENT_STATUS:
+                self._on_payment(event)
             return  # another provider's status or result
         if event.pubkey == self.me:
             return
@@ -313,6 +335,25 @@ class Engine:
             )
             return
         self._admit(request)
+
+    def _on_payment(self, event: Event) -> None:
+        """A customer's payment message (a Cashu token): handed to the processor of its
+        method if it is for a job of that customer's waiting here for payment."""
+        try:
+            if self.payments is None:
+                raise ProtocolError("this DVM takes no payments")
+            message = read_payment(event, self.keys)
+        except ProtocolError as exc:
+            self._counts["ignored"] += 1
+            log.debug("payment %s ignored: %s", event.id, exc)
+            return
+        entry = self._active.get(message.job_id)
+        if entry is None or not entry.unpaid or entry.request.customer != message.payer:
+            # Money for no job of ours, or a job of someone else's: nothing to release.
+            self._counts["ignored"] += 1
+            return
+        if not self.payments.deliver(message):
+            self._counts["ignored"] += 1
 
     def _parse(self, event: Event, envelope: Envelope | None = None) -> JobRequest:
         decrypted = None
@@ -374,6 +415,14 @@ class Engine:
             self._release(request.id)
             await self.ledger.reject(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
             return
+        bid = request.bid_msat
+        if price and bid is not None and bid < price and request.dialect is Dialect.MODERN:
+            # A bid below the price gets an offer, not work: the customer may send the job
+            # again with a bid that covers it. (NIP-90 has no offer: a legacy job is asked
+            # for payment, which is how NIP-90 names its price, and runs only once paid.)
+            self._release(request.id)
+            await self._send_offer(request, price)
+            return
         state = JobState.QUEUED if price == 0 else JobState.PAYMENT_REQUIRED
         record = self.ledger.record(request, state, price_msat=price)
         if price == 0:
@@ -399,6 +448,9 @@ class Engine:
         except Exception:
             log.exception("job %s: the price function failed; no offer made", request.id)
             return
+        await self._send_offer(request, price)
+
+    async def _send_offer(self, request: JobRequest, price: int) -> None:
         methods = tuple(self.payments.methods) if price and self.payments is not None else ()
         event = self.ledger.status(
             request, StatusKind.OFFER, amount_msat=price, methods=methods, eta_seconds=self._eta()
@@ -417,12 +469,34 @@ class Engine:
         price = self.price
         if isinstance(price, int):
             return price
+        if isinstance(price, Pricing):
+            if price.is_free_for(request.customer):
+                return 0
+            amount = price.quote(request)
+            if amount and price.free_jobs and await self._free_left(request.customer, price):
+                return 0
+            return amount
         value = price(request)
         if not isinstance(value, int):
             value = await value
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError("a DVM's price must be a non-negative number of millisats")
         return value
+
+    async def _free_left(self, customer: str, pricing: Pricing) -> bool:
+        """True while ``customer`` has free jobs left in the free tier's current window.
+
+        Counted from the store: the free jobs it ran (or runs) lately. Jobs refused for bad
+        input do not count, and neither do paid ones.
+        """
+        since = self.clock() - pricing.free_window
+        recent = await self.store.list_jobs(customer=customer, limit=pricing.free_jobs + 64)
+        used = sum(
+            1
+            for r in recent
+            if r.created_at >= since and r.price_msat == 0 and r.error_code is None
+        )
+        return used < pricing.free_jobs
 
     # -- payment hook -------------------------------------------------------------------------
 
@@ -445,12 +519,16 @@ class Engine:
                 request, ErrorCode.SERVICE_UNAVAILABLE, "cannot take payment now"
             )
             return
+        bid = request.bid_msat
+        below = bid is not None and bid < price
         event = self.ledger.status(
             request,
             StatusKind.PAYMENT_REQUIRED,
             amount_msat=payment.amount_msat,
             bolt11=payment.bolt11,
             methods=payment.methods,
+            method_details=dict(payment.details),
+            message=f"your bid of {bid} msat is below the price" if below else None,
         )
         ref = payment.reference or payment.bolt11
         stored = dataclasses.replace(record, payment_ref=ref)
@@ -458,6 +536,7 @@ class Engine:
             self._release(request.id)
             await self.sender.resend(request.id)
             return
+        entry.unpaid = True
         await self.sender.send(event, request.relays)
         await self._await_payment(request, price, ref, payment)
 
@@ -474,6 +553,7 @@ class Engine:
         entry.task = asyncio.current_task()
         payment = payment or PaymentRequest(price, tuple(self.payments.methods), reference=ref)
         unpaid = (JobState.PAYMENT_REQUIRED,)
+        entry.unpaid = True
         try:
             async with asyncio.timeout(self.limits.payment_timeout):
                 paid = await self.payments.confirm(request.id, payment)
@@ -501,14 +581,44 @@ class Engine:
             return
         finally:
             entry.task = None
-        if paid < price:
-            message = f"received {paid} of {price} msat"
-            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
+        entry.unpaid = False
+        ledger_row = PaymentEntry(paid.key, request.id, paid.method, paid.amount_msat)
+        if paid.amount_msat < price:
+            # Money came, but not enough: recorded and owed back, never silently kept.
+            message = f"received {paid.amount_msat} of {price} msat; it is owed back to you"
+            await self.ledger.fail(
+                request,
+                ErrorCode.PAYMENT_FAILED,
+                message,
+                expect=unpaid,
+                refund=OWED,
+                paid_msat=paid.amount_msat,
+                payment_method=paid.method,
+                payment=ledger_row,
+            )
             self._release(request.id)
             return
-        if await self.store.transition(
-            request.id, expect=unpaid, to=JobState.PAID, paid_msat=paid
-        ) and await self.store.transition(request.id, expect=JobState.PAID, to=JobState.QUEUED):
+        moved = await self.store.transition(
+            request.id,
+            expect=unpaid,
+            to=JobState.PAID,
+            paid_msat=paid.amount_msat,
+            payment_method=paid.method,
+            payment=ledger_row,
+        )
+        if not moved:
+            record = await self.store.get(request.id)
+            if record is not None and record.state is JobState.PAYMENT_REQUIRED:
+                # The job still waits, so the ledger refused the key: this payment (a zap
+                # receipt, an invoice) already released a job.
+                message = "that payment was already used for a job; pay this one"
+                await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
+            else:
+                log.warning("job %s: paid after it ended (%s)", request.id, record and record.state)
+            self._release(request.id)
+            return
+        entry.paid = paid
+        if await self.store.transition(request.id, expect=JobState.PAID, to=JobState.QUEUED):
             if not entry.kwargs:
                 entry.kwargs = self.handler.bind(request)
             self._queue.put_nowait(entry)
@@ -541,20 +651,46 @@ class Engine:
                 return  # the customer cancelled; cancel() already answered
             raise
         except JobError as exc:
-            await self.ledger.fail(request, exc.code, exc.message)
+            await self._fail(entry, exc.code, exc.message)
         except TimeoutError:
-            await self.ledger.fail(
-                request, ErrorCode.TIMEOUT, f"the job ran longer than {self.limits.job_timeout:g} s"
-            )
+            limit = f"the job ran longer than {self.limits.job_timeout:g} s"
+            await self._fail(entry, ErrorCode.TIMEOUT, limit)
         except Exception:
             # The traceback goes to our log only: it may quote inputs or configuration.
             log.exception("job %s: handler %s failed", request.id, self.handler.name)
-            await self.ledger.fail(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
+            await self._fail(entry, ErrorCode.INTERNAL_ERROR, "the DVM failed")
         else:
             await self.ledger.succeed(request, content)
             self._stats.latencies.append(time.monotonic() - entry.admitted)
         finally:
             self._running -= 1
+
+    async def _fail(self, entry: _Entry, code: str, message: str) -> None:
+        """End a running job ``error``; a paid one is refunded where its method allows, and
+        otherwise recorded as owed (``dvm jobs --owed``)."""
+        request, paid = entry.request, entry.paid
+        if paid is None or self.payments is None:
+            await self.ledger.fail(request, code, message)
+            return
+        # The intent is committed before any money moves: if the DVM stops mid-refund, the
+        # job is owed on restart (resume), never run again nor refunded twice.
+        if not await self.store.transition(
+            request.id, expect=JobState.PROCESSING, to=JobState.PROCESSING, refund=OWED
+        ):
+            return
+        refund = None
+        try:
+            refund = await self.payments.refund(request, paid)
+        except DVMError as exc:
+            log.warning("job %s: refund of %d msat failed: %s", request.id, paid.amount_msat, exc)
+        except Exception:
+            log.exception("job %s: the payment processor failed to refund", request.id)
+        if refund is None:
+            owed = f"{message}; the {paid.amount_msat} msat you paid are owed to you"
+            await self.ledger.fail(request, code, owed, refund=OWED)
+            return
+        tag = refund_tag(self.keys, request.customer, refund)
+        await self.ledger.fail(request, code, message, refund=REFUNDED, extra_tags=(tag,))
 
     async def _run_handler(self, entry: _Entry) -> str:
         # The processing notice is a timer, not a task per job: most jobs finish before it.

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dvmkit.nostr.event import Event, UnsignedEvent
+from dvmkit.nostr.event import Event, Tag, UnsignedEvent
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.envelope import seal_answer
 from dvmkit.protocol.job import JobRequest, StatusKind
 from dvmkit.protocol.response import result_event, status_event
 from dvmkit.provider.sender import Sender
-from dvmkit.store import JobRecord, JobState, JobStore, OutboxEvent
+from dvmkit.store import JobRecord, JobState, JobStore, OutboxEvent, PaymentEntry
 
 
 class Ledger:
@@ -79,8 +79,12 @@ class Ledger:
         )
         return self.seal(request, unsigned)[1]
 
-    def error(self, request: JobRequest, code: str, message: str) -> Event:
-        return self.status(request, StatusKind.ERROR, code=code, message=message)
+    def error(
+        self, request: JobRequest, code: str, message: str, extra_tags: Sequence[Tag] = ()
+    ) -> Event:
+        return self.status(
+            request, StatusKind.ERROR, code=code, message=message, extra_tags=extra_tags
+        )
 
     def outbox(self, event: Event, request: JobRequest) -> OutboxEvent:
         return OutboxEvent.from_event(event, request.relays)
@@ -150,8 +154,13 @@ class Ledger:
         *,
         expect: Sequence[JobState] = (JobState.PROCESSING,),
         to: JobState = JobState.ERROR,
+        extra_tags: Sequence[Tag] = (),
+        payment: PaymentEntry | None = None,
+        **fields: Any,
     ) -> None:
-        event = self.error(request, code, message)
+        """End the job ``error`` and say so. ``extra_tags`` go on the error (a refund);
+        ``payment`` and ``fields`` (``refund``, ``paid_msat``, ...) are committed with it."""
+        event = self.error(request, code, message, extra_tags)
         if await self.store.transition(
             request.id,
             expect=expect,
@@ -159,6 +168,8 @@ class Ledger:
             outbox=[self.outbox(event, request)],
             error_code=str(code),
             error_message=message,
+            payment=payment,
+            **fields,
         ):
             self.counts["failed"] += 1
             self.on_final(request.id)

@@ -1,0 +1,118 @@
+"""Cashu: the customer sends a token; the DVM swaps it at its mint, which is the proof of payment.
+
+The swap is also what stops a double spend: a token that paid before is refused by the mint
+(:class:`~dvmkit.payments.cashu_errors.TokenAlreadySpent`), and the job it was sent for ends
+``error PAYMENT_FAILED``. Refunds are fresh tokens cut from the DVM's own proofs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import orjson
+
+from dvmkit.errors import PaymentError
+from dvmkit.nostr.keys import Keys
+from dvmkit.payments.cashu import CashuWallet, Proof, decode_token
+from dvmkit.payments.cashu_errors import CashuError
+from dvmkit.protocol.job import JobRequest
+from dvmkit.protocol.payment import CASHU, PaymentMessage, Refund
+from dvmkit.provider.config import Paid, PaymentRequest
+from dvmkit.provider.payments.mailbox import Mailbox
+from dvmkit.relay.pool import RelayPool
+
+log = logging.getLogger("dvmkit.provider.payments")
+
+MSAT_PER_SAT = 1000
+
+
+class CashuPayments:
+    """Take Cashu ecash from one mint (amounts in ``sat``; prices are rounded up to whole sats).
+
+    Args:
+        mint_url: the mint whose tokens the DVM takes (tokens of other mints are refused
+            without contacting them).
+        proofs_path: where the DVM's ecash is kept (a JSON file, mode 0600, rewritten after
+            every change); in memory only when None.
+        timeout: seconds each call to the mint may take.
+    """
+
+    def __init__(
+        self, *, mint_url: str, proofs_path: str | Path | None = None, timeout: float = 10.0
+    ) -> None:
+        self.proofs_path = None if proofs_path is None else Path(proofs_path)
+        self.wallet = CashuWallet(
+            mint_url=mint_url, proofs=self._load(), on_change=self._save, timeout=timeout
+        )
+        self.mint_url = self.wallet.mint_url
+        self._tokens: Mailbox[str] = Mailbox(per_key=4)
+
+    def __repr__(self) -> str:
+        return f"CashuPayments(mint={self.mint_url!r}, balance={self.wallet.balance})"
+
+    @property
+    def methods(self) -> Sequence[str]:
+        return (CASHU,)
+
+    @contextlib.asynccontextmanager
+    async def serving(self, pool: RelayPool, keys: Keys) -> AsyncIterator[object]:
+        await self.wallet.load_keysets()
+        yield self
+
+    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+        return PaymentRequest(amount_msat, (CASHU,), details=((CASHU, self.mint_url),))
+
+    def deliver(self, message: PaymentMessage) -> bool:
+        if message.method != CASHU:
+            return False
+        self._tokens.put(message.job_id, message.payload)
+        return True
+
+    async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:
+        token_text = await self._tokens.get(job_id)
+        token = decode_token(token_text)
+        sats = -(-payment.amount_msat // MSAT_PER_SAT)
+        if token.amount < sats:
+            # Checked before the swap, so an underpaying customer keeps its token.
+            raise PaymentError(f"the token holds {token.amount} sat; the job costs {sats}")
+        key = "cashu:" + _digest(token.proofs)
+        received = await self.wallet.receive(token)
+        return Paid(received * MSAT_PER_SAT, CASHU, key)
+
+    async def refund(self, request: JobRequest, paid: Paid) -> Refund | None:
+        token = await self.wallet.send(paid.amount_msat // MSAT_PER_SAT)
+        return Refund(paid.amount_msat, CASHU, token)
+
+    # -- the proof file ----------------------------------------------------------------------
+
+    def _load(self) -> list[Proof]:
+        if self.proofs_path is None or not self.proofs_path.exists():
+            return []
+        try:
+            rows = orjson.loads(self.proofs_path.read_bytes())
+            return [Proof(r["amount"], r["id"], r["secret"], r["C"]) for r in rows]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CashuError(f"{self.proofs_path} is not a proof file: {exc!r}"[:200]) from None
+
+    def _save(self, proofs: tuple[Proof, ...]) -> None:
+        if self.proofs_path is None:
+            return
+        # Written aside and renamed: a crash mid-write leaves the old file, never half a new one.
+        tmp = self.proofs_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps([p.to_json() for p in proofs]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.proofs_path)
+
+
+def _digest(proofs: Sequence[Proof]) -> str:
+    """A public name for a token's proofs: the same proofs, however encoded, give one key."""
+    secrets = sorted(p.secret for p in proofs)
+    return hashlib.sha256(orjson.dumps(secrets)).hexdigest()

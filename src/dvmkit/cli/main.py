@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dvmkit.cli import customer, jobs, tools, wallet
+from dvmkit.cli import customer, jobs, store, tools, wallet
 from dvmkit.cli.relay import relay_command
 from dvmkit.cli.serve import serve_command
 
@@ -28,6 +28,7 @@ app.command("serve")(serve_command)
 app.command("discover")(customer.discover_command)
 app.command("ask")(customer.ask_command)
 app.add_typer(jobs.job_app, name="job")
+app.command("jobs")(store.jobs_command)
 app.add_typer(wallet.wallet_app, name="wallet")
 
 

@@ -15,13 +15,27 @@ so callers never need to catch anything else::
     │   └── GiftWrapError        a NIP-59 wrap whose seal or inner event does not check out
     ├── RelayError               a relay connection failed or refused (carries the url)
     ├── PaymentError             a payment could not be made or confirmed
-    │   └── PaymentRequired      a DVM asked for a payment the customer will not or cannot make
+    │   ├── PaymentRequired      a DVM asked for a payment the customer will not or cannot make
+    │   ├── InvalidInvoice       a BOLT-11 invoice that does not decode or check out
+    │   │                        (payments.bolt11)
+    │   ├── WalletError          a NIP-47 wallet answered with an error; ``code`` is NIP-47's
+    │   ├── InvalidURI           a ``nostr+walletconnect://`` URI that does not parse
+    │   │                        (both payments.nip47)
+    │   ├── InvalidZap           a zap request or receipt that fails a NIP-57 check;
+    │   │                        ``reason`` names which (payments.zaps)
+    │   ├── LnurlError           an LNURL-pay service unreachable, refusing, or answering
+    │   │                        badly (payments.lnurl)
+    │   └── CashuError           anything Cashu; its own tree is in payments.cashu_errors
+    │                            (InvalidToken, UntrustedMint, InsufficientFunds, MintError
+    │                            and TokenAlreadySpent)
     ├── StoreError               the job store could not read or write (sqlite/postgres)
     ├── JobError                 a job failed; carries a NIP-90/#1941 error code
     │   ├── JobFailed            the DVM answered ``error`` (customer side; carries the DVM)
     │   └── JobCancelled         the job was cancelled before it produced a result
     └── NoAnswer                 no live DVM answered in time (customer side)
 
+Payment errors live beside the code that raises them (a module per wallet or protocol, as
+the map says), all under :class:`PaymentError`, so ``except PaymentError`` catches every one.
 Messages say what was wrong and, where it helps, what to do; they never contain secrets.
 """
 

@@ -8,7 +8,6 @@ provider does is checked independently of dvmkit's own customer.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -33,20 +32,9 @@ from dvmkit.provider.payments import CashuPayments, NWCPayments, Payments, ZapPa
 from dvmkit.provider.pricing import Pricing
 from dvmkit.store import OWED, REFUNDED, JobState, SQLiteJobStore
 
-from .conftest import FAST, Customer, error_of, make_dvm, status_of
+from .conftest import FAST, Customer, customer_on, error_of, make_dvm, status_of
 
 PRICE = 21_000
-
-
-@pytest.fixture
-async def customer(relay_url: str) -> AsyncIterator[Customer]:
-    buyer = Customer([relay_url])
-    async with asyncio.TaskGroup() as tg:
-        await buyer.start(tg)
-        try:
-            yield buyer
-        finally:
-            await buyer.client.shutdown()
 
 
 @pytest.fixture
@@ -259,21 +247,16 @@ async def test_a_token_from_someone_else_or_for_too_little_releases_nothing(
 ) -> None:
     purse = await funded(cashu_mint, 40)
     dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint))
-    stranger = Customer([relay_url])
-    async with dvm.running(), asyncio.TaskGroup() as tg:
-        await stranger.start(tg)
-        try:
-            request = await ask(customer, "modern", "mine")
-            await customer.status(request.id, "payment-required")
-            # A third key paying for my job is not my payment: ignored, token untouched.
-            theirs = await purse.send(21)
-            await pay_cashu(stranger, dvm, request.id, theirs)
-            short = await purse.send(10)
-            await pay_cashu(customer, dvm, request.id, short)
-            final = await customer.final(request.id)
-            ignored = dvm.stats().ignored
-        finally:
-            await stranger.client.shutdown()
+    async with dvm.running(), customer_on(relay_url) as stranger:
+        request = await ask(customer, "modern", "mine")
+        await customer.status(request.id, "payment-required")
+        # A third key paying for my job is not my payment: ignored, token untouched.
+        theirs = await purse.send(21)
+        await pay_cashu(stranger, dvm, request.id, theirs)
+        short = await purse.send(10)
+        await pay_cashu(customer, dvm, request.id, short)
+        final = await customer.final(request.id)
+        ignored = dvm.stats().ignored
     assert error_of(final) == ("PAYMENT_FAILED", "the token holds 10 sat; the job costs 21")
     assert ran(dvm) == []
     assert ignored == 1
@@ -334,27 +317,23 @@ async def test_a_bid_below_the_price_gets_an_offer_not_work(
 async def test_pricing_by_size_and_param_with_an_allow_list_and_a_free_tier(
     relay_url: str, customer: Customer, cashu_mint: str
 ) -> None:
-    friend = Customer([relay_url])
+    friend = Keys.generate()
     pricing = Pricing(
         per_job_msat=1000,
         per_kib_msat=500,
         params={"quality": {"high": 5000}},
-        free_for={friend.pubkey},
+        free_for={friend.public_key},
         free_jobs=1,
     )
     dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint), price_msat=pricing)
-    async with dvm.running(), asyncio.TaskGroup() as tg:
-        await friend.start(tg)
-        try:
-            free = await ask(customer, "modern", "first one is free")
-            assert status_of(await customer.final(free.id)) == "success"
-            big = await ask(customer, "modern", "x" * 3000, ["param", "quality", "high"])
-            asked = await customer.status(big.id, "payment-required")
-            for n in range(2):
-                mine = await ask(friend, "modern", f"friend {n}")
-                assert status_of(await friend.final(mine.id)) == "success"
-        finally:
-            await friend.client.shutdown()
+    async with dvm.running(), customer_on(relay_url, friend) as friendly:
+        free = await ask(customer, "modern", "first one is free")
+        assert status_of(await customer.final(free.id)) == "success"
+        big = await ask(customer, "modern", "x" * 3000, ["param", "quality", "high"])
+        asked = await customer.status(big.id, "payment-required")
+        for n in range(2):
+            mine = await ask(friendly, "modern", f"friend {n}")
+            assert status_of(await friendly.final(mine.id)) == "success"
     assert amount_of(asked)[0] == 1000 + 3 * 500 + 5000
     assert sorted(ran(dvm)) == ["first one is free", "friend 0", "friend 1"]
 
@@ -385,36 +364,48 @@ async def test_several_methods_are_offered_and_either_pays(
 # -- zaps --------------------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def lnurl_server(
+    wallet: DevWallet, relay_url: str, keys: Keys
+) -> AsyncIterator[tuple[str, NWCClient, str]]:
+    """The DVM's LNURL server on its own dev-wallet account: its lightning address, a funded
+    customer wallet, and that customer's account."""
+    server_uri = wallet.create_account(name="lnurl")
+    buyer_uri = wallet.create_account(name="customer", deposit_msat=100_000)
+    async with (
+        NWCClient(server_uri) as receiving,
+        NWCClient(buyer_uri) as pay,
+        LnurlServer(wallet=receiving, keys=keys, relays=[relay_url]) as server,
+    ):
+        yield server.address("dvm"), pay, buyer_uri.client
+
+
+async def zap_invoice(
+    customer: Customer, dvm: DVM, relay: str, address: str, job: str
+) -> tuple[Event, str]:
+    """A zap request of PRICE to ``dvm`` for ``job``, and its invoice from the LNURL server."""
+    zap = zap_request(
+        customer.keys, recipient=dvm.public_key, amount_msat=PRICE, relays=[relay], event_id=job
+    )
+    return zap, await fetch_invoice(await fetch_pay_info(address), PRICE, zap_request=zap)
+
+
 @pytest.mark.parametrize("dialect", ["modern", "legacy"])
 async def test_a_zapped_job_runs_only_on_a_receipt_from_the_dvms_own_lnurl_server(
     relay_url: str, customer: Customer, wallet: DevWallet, dialect: str
 ) -> None:
-    server_uri = wallet.create_account(name="lnurl")
-    buyer_uri = wallet.create_account(name="customer", deposit_msat=100_000)
-    server_keys, forger = Keys.generate(), Keys.generate()
-    async with (
-        NWCClient(server_uri) as receiving,
-        NWCClient(buyer_uri) as pay,
-        LnurlServer(wallet=receiving, keys=server_keys, relays=[relay_url]) as server,
-    ):
-        address = server.address("dvm")
+    async with lnurl_server(wallet, relay_url, Keys.generate()) as (address, pay, buyer):
         store = SQLiteJobStore()
         dvm = priced(relay_url, ZapPayments(address=address), store=store)
         async with dvm.running():
             request = await ask(customer, dialect, "zap me")
             asked = await customer.status(request.id, "payment-required")
             assert read_methods(asked) == {"zap": address}
-            zap = zap_request(
-                customer.keys,
-                recipient=dvm.public_key,
-                amount_msat=PRICE,
-                relays=[relay_url],
-                event_id=request.id,
-            )
-            # A receipt from any key but the LNURL server's is a forgery: it releases nothing.
-            invoice = await fetch_invoice(await fetch_pay_info(address), PRICE, zap_request=zap)
+            zap, invoice = await zap_invoice(customer, dvm, relay_url, address, request.id)
+            # A receipt signed by any key but the LNURL server's is a forgery: it releases
+            # nothing, though everything else in it is right.
             forged = receipt_event(
-                server_keys=forger,
+                server_keys=Keys.generate(),
                 zap_request=zap,
                 bolt11=invoice,
                 preimage=None,
@@ -428,33 +419,19 @@ async def test_a_zapped_job_runs_only_on_a_receipt_from_the_dvms_own_lnurl_serve
     assert ran(dvm) == ["zap me"]
     assert [(e.method, e.amount_msat) for e in ledger] == [("zap", PRICE)]
     assert ledger[0].key == "zap:" + bolt11.decode(invoice).payment_hash
-    assert wallet.balance(buyer_uri.client) == 100_000 - PRICE
+    assert wallet.balance(buyer) == 100_000 - PRICE
 
 
 async def test_a_zap_receipt_pays_one_job_once(
     relay_url: str, customer: Customer, wallet: DevWallet
 ) -> None:
-    server_uri = wallet.create_account(name="lnurl")
-    buyer_uri = wallet.create_account(name="customer", deposit_msat=100_000)
-    async with (
-        NWCClient(server_uri) as receiving,
-        NWCClient(buyer_uri) as pay,
-        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay_url]) as server,
-    ):
-        address = server.address("dvm")
+    async with lnurl_server(wallet, relay_url, Keys.generate()) as (address, pay, _buyer):
         limits = Limits(payment_timeout=2.0, processing_notice=5.0)
         dvm = priced(relay_url, ZapPayments(address=address), limits=limits)
         async with dvm.running():
             first = await ask(customer, "modern", "first")
             await customer.status(first.id, "payment-required")
-            zap = zap_request(
-                customer.keys,
-                recipient=dvm.public_key,
-                amount_msat=PRICE,
-                relays=[relay_url],
-                event_id=first.id,
-            )
-            invoice = await fetch_invoice(await fetch_pay_info(address), PRICE, zap_request=zap)
+            _, invoice = await zap_invoice(customer, dvm, relay_url, address, first.id)
             await pay.pay_invoice(invoice)
             assert status_of(await customer.final(first.id)) == "success"
             # The same receipt, seen again for a second job: its e tag names the first.
@@ -465,8 +442,8 @@ async def test_a_zap_receipt_pays_one_job_once(
                 .event(nostr_sdk.EventId.parse(first.id))
             )
             assert len(receipts) == 1
-            # Shown to the DVM again (a relay may call it a duplicate; the DVM sees it anyway
-            # through its stored-receipt window on restart, and a forger can always re-send).
+            # Shown to the DVM again (a relay may call it a duplicate; a forger can always
+            # re-send it, and the DVM reads stored receipts again on restart).
             await customer.publish(Event.from_json(receipts[0].as_json()), require_ok=False)
             final = await customer.final(second.id)
     assert error_of(final)[0] == "PAYMENT_TIMEOUT"

@@ -9,6 +9,7 @@ provider does is checked independently of dvmkit's own customer.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -448,3 +449,16 @@ async def test_a_zap_receipt_pays_one_job_once(
             final = await customer.final(second.id)
     assert error_of(final)[0] == "PAYMENT_TIMEOUT"
     assert ran(dvm) == ["first"]
+
+
+async def test_a_mint_that_is_down_does_not_keep_the_dvm_from_serving(
+    relay_url: str, customer: Customer
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dvm = priced(relay_url, CashuPayments(mint_url=dead, timeout=1.0))
+    async with dvm.running():
+        request = await ask(customer, "modern", "later")
+        asked = await customer.status(request.id, "payment-required")
+    assert read_methods(asked) == {"cashu": dead}

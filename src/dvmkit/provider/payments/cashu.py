@@ -61,7 +61,12 @@ class CashuPayments:
 
     @contextlib.asynccontextmanager
     async def serving(self, pool: RelayPool, keys: Keys) -> AsyncIterator[object]:
-        await self.wallet.load_keysets()
+        try:
+            await self.wallet.load_keysets()
+        except CashuError as exc:
+            # A mint that is down must not keep the DVM (and its other methods) from serving:
+            # the keys are fetched again on the first token, and that job fails if it is still down.
+            log.warning("the Cashu mint is unreachable for now: %s", exc)
         yield self
 
     async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:

@@ -33,7 +33,9 @@ class NeverPaid:
 
     methods: Sequence[str] = ("bolt11", "cashu")
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
         return PaymentRequest(amount_msat, tuple(self.methods))
 
     async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:

@@ -46,7 +46,9 @@ class Processor:
     async def serving(self, pool: RelayPool, keys: Keys) -> AsyncIterator[object]:
         yield self
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
         if self.refuse:
             raise PaymentError("the wallet is offline")
         self.asked.append((job_id, amount_msat))
@@ -233,3 +235,28 @@ async def test_a_failing_price_function_fails_the_job_not_the_dvm(
     assert ran == ["free"]
     assert processor.asked == []
     assert any(r.exc_info and "price table" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_a_request_seen_again_is_answered_from_the_store_not_asked_to_pay_again(
+    relay_url: str, customer: Customer
+) -> None:
+    processor = Processor(bolt11=INVOICE)
+    store = SQLiteJobStore()
+    dvm, ran = priced_dvm(relay_url, processor, store=store)
+    async with dvm.running():
+        first = await send(customer, "modern", "once")
+        await customer.status(first.id, "payment-required")
+        processor.pay(first.id, 21_000)
+        await customer.final(first.id)
+        # Re-sent after it finished: the DVM must not make a second invoice for it, nor
+        # answer it with anything but what it stored.
+        await customer.publish(first)
+        second = await send(customer, "modern", "twice")
+        await customer.status(second.id, "payment-required")
+        events = await store.job_events(first.id)
+    assert processor.asked == [(first.id, 21_000), (second.id, 21_000)]
+    assert ran == ["once"]
+    assert [status_of(Event.from_json(e.event_json)) for e in events] == [
+        "payment-required",
+        "success",
+    ]

@@ -21,10 +21,12 @@ class BrokenProcessor(Processor):
         super().__init__()
         self.at = at
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
         if self.at == "request":
             raise KeyError("backend bug with a secret-looking detail nsec1xyz")
-        return await super().request(job_id, amount_msat, request)
+        return await super().request(job_id, amount_msat, request, expires_in=expires_in)
 
     async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:
         if self.at == "confirm":

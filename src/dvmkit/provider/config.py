@@ -112,8 +112,14 @@ class PaymentProcessor(Protocol):
         """
         ...
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
-        """Ask for ``amount_msat`` (e.g. make an invoice)."""
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
+        """Ask for ``amount_msat`` (e.g. make an invoice).
+
+        ``expires_in`` is how long the job will wait (``Limits.payment_timeout``): nothing
+        should stay payable longer, or money could arrive for a job that has expired.
+        """
         ...
 
     async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:

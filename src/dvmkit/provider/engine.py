@@ -415,6 +415,12 @@ class Engine:
             self._release(request.id)
             await self.ledger.reject(request, ErrorCode.INTERNAL_ERROR, "the DVM failed")
             return
+        if price and await self.store.get(request.id) is not None:
+            # Seen before (re-sent, or read again after a restart): answered from the store,
+            # and never with a second invoice. Free jobs learn this from the insert instead.
+            self._release(request.id)
+            await self.sender.resend(request.id)
+            return
         bid = request.bid_msat
         if price and bid is not None and bid < price and request.dialect is Dialect.MODERN:
             # A bid below the price gets an offer, not work: the customer may send the job
@@ -504,7 +510,8 @@ class Engine:
         request = entry.request
         assert self.payments is not None  # DVM refuses a price without a payment processor
         try:
-            payment = await self.payments.request(request.id, price, request)
+            expires_in = math.ceil(self.limits.payment_timeout)
+            payment = await self.payments.request(request.id, price, request, expires_in=expires_in)
         except PaymentError as exc:
             self._release(request.id)
             await self.ledger.reject(

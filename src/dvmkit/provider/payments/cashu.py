@@ -69,7 +69,9 @@ class CashuPayments:
             log.warning("the Cashu mint is unreachable for now: %s", exc)
         yield self
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
         return PaymentRequest(amount_msat, (CASHU,), details=((CASHU, self.mint_url),))
 
     def deliver(self, message: PaymentMessage) -> bool:

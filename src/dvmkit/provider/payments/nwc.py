@@ -20,8 +20,6 @@ from dvmkit.relay.pool import RelayPool
 
 log = logging.getLogger("dvmkit.provider.payments")
 
-_FINAL_UNPAID = frozenset({"expired", "failed"})
-
 
 class NWCPayments:
     """Take bolt11 payments into the DVM's NWC wallet (any NIP-47 wallet: Alby Hub, the
@@ -33,7 +31,8 @@ class NWCPayments:
 
     Args:
         wallet: the DVM's connection URI (a secret: never logged or shown).
-        expiry: seconds an invoice stays payable.
+        expiry: the most seconds an invoice stays payable (never past the job's
+            ``Limits.payment_timeout``).
         poll_interval: seconds between ``lookup_invoice`` calls while a job waits.
         timeout: seconds each wallet call may take.
     """
@@ -86,9 +85,14 @@ class NWCPayments:
             raise PaymentError("the DVM's wallet is not connected")
         return self._client
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
         transaction = await self._wallet().make_invoice(
-            amount_msat, description=f"dvmkit job {job_id}", expiry=self.expiry
+            amount_msat,
+            description=f"dvmkit job {job_id}",
+            # Never payable after the job stops waiting for it.
+            expiry=max(1, min(self.expiry, expires_in)),
         )
         return PaymentRequest(
             amount_msat,
@@ -113,8 +117,10 @@ class NWCPayments:
             else:
                 if transaction.settled and transaction.payment_hash == ref:
                     return Paid(transaction.amount_msat, BOLT11, "bolt11:" + ref)
-                if transaction.state in _FINAL_UNPAID:
-                    raise PaymentError(f"the invoice for job {job_id} {transaction.state} unpaid")
+                if transaction.state == "failed":
+                    raise PaymentError(f"the invoice for job {job_id} failed")
+                # An expired invoice is the job's payment timeout arriving: the engine's
+                # deadline (which the invoice's expiry never passes) ends the wait.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._settled.get(ref)

@@ -42,8 +42,13 @@ class Payments:
                 await stack.enter_async_context(processor.serving(pool, keys))
             yield self
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
-        asks = [await p.request(job_id, amount_msat, request) for p in self.processors]
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
+        asks = [
+            await p.request(job_id, amount_msat, request, expires_in=expires_in)
+            for p in self.processors
+        ]
         invoice = next((a for a in asks if a.bolt11 is not None), None)
         return PaymentRequest(
             amount_msat,

@@ -88,7 +88,9 @@ class ZapPayments:
             for job_id in dict.fromkeys(receipt.tag_values("e")[:4]):
                 self._receipts.put(job_id, receipt)
 
-    async def request(self, job_id: str, amount_msat: int, request: JobRequest) -> PaymentRequest:
+    async def request(
+        self, job_id: str, amount_msat: int, request: JobRequest, *, expires_in: int
+    ) -> PaymentRequest:
         return PaymentRequest(amount_msat, (ZAP,), details=((ZAP, self.address),))
 
     async def confirm(self, job_id: str, payment: PaymentRequest) -> Paid:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -24,26 +25,41 @@ class DVMProcess:
         keys: its identity (passed in the environment, never on the command line).
         log: where its stderr goes (a file, so a chatty child can never block on a pipe).
         gate: hold every job in the handler until :meth:`release`.
+        script: the DVM script to run; another one must speak ``dvm_script.py``'s lines.
+        args: more command-line arguments for it.
+        env: more environment for it (where secrets go, never in ``args``).
     """
 
     def __init__(
-        self, *, relays: list[str], db: Path, keys: Keys, log: Path, gate: bool = False
+        self,
+        *,
+        relays: list[str],
+        db: Path,
+        keys: Keys,
+        log: Path,
+        gate: bool = False,
+        script: Path = SCRIPT,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.relays = relays
         self.db = db
         self.keys = keys
         self.log = log
         self.gate = gate
+        self.script = script
+        self.args = tuple(args)
+        self.env = dict(env or {})
         self.proc: asyncio.subprocess.Process | None = None
         self.jobs_started: set[str] = set()  # every job the handler reported
 
     async def __aenter__(self) -> DVMProcess:
-        args = [sys.executable, str(SCRIPT), "--db", str(self.db)]
+        args = [sys.executable, str(self.script), "--db", str(self.db), *self.args]
         for url in self.relays:
             args += ["--relay", url]
         if self.gate:
             args.append("--gate")
-        env = {**os.environ, "DVM_TEST_SECRET": self.keys.secret_hex()}
+        env = {**os.environ, **self.env, "DVM_TEST_SECRET": self.keys.secret_hex()}
         with self.log.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 *args,

@@ -1,6 +1,7 @@
 """``python -m benchmarks {crypto,relay,store,provider,customer} [--json] [--quick]``.
 
 ``python -m benchmarks provider --encrypted``: gift-wrapped jobs against plaintext ones.
+``python -m benchmarks provider --paid``: paid jobs (dev wallet, NWC) against free ones.
 
 Human output is a table on stdout; ``--json`` writes one JSON object on stdout instead.
 Progress goes to stderr so that stdout stays parseable.
@@ -46,27 +47,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="provider benchmark only: dvmkit's DVM with modern jobs in the clear and"
         " gift-wrapped (kind 21059), wrapped throughput as a ratio of plaintext; no nostrdvm",
     )
+    parser.add_argument(
+        "--paid",
+        action="store_true",
+        help="provider benchmark only: dvmkit's DVM with free and with paid jobs (bolt11 over"
+        " NWC into the dev wallet, paid by the customer), paid as a ratio of free; no nostrdvm",
+    )
     args = parser.parse_args(argv)
     if args.benchmark == "crypto":
         from benchmarks import crypto
 
         report = crypto.run(quick=args.quick)
     elif args.benchmark == "provider":
-        from benchmarks import provider
+        if args.encrypted and args.paid:
+            parser.error("--encrypted and --paid are separate runs: give one of them")
+        for mode in ("encrypted", "paid"):
+            if getattr(args, mode) and (args.dvms is not None or args.nostrdvm_burst is not None):
+                parser.error(f"--{mode} measures dvmkit's DVM only: drop --dvms, --nostrdvm-burst")
+        if args.paid:
+            from benchmarks import provider_paid
 
-        if args.encrypted and (args.dvms is not None or args.nostrdvm_burst is not None):
-            parser.error("--encrypted measures dvmkit's DVM only: drop --dvms, --nostrdvm-burst")
-        dvms = tuple(n.strip() for n in (args.dvms or "ours,nostrdvm").split(",") if n.strip())
-        unknown = set(dvms) - set(provider.DVMS)
-        if unknown:
-            parser.error(f"unknown DVMs: {', '.join(sorted(unknown))}")
-        report = provider.run(
-            quick=args.quick,
-            dvms=dvms,
-            relay=args.dvm_relay,
-            nostrdvm_burst=args.nostrdvm_burst,
-            encrypted=args.encrypted,
-        )
+            report = provider_paid.run(quick=args.quick, relay=args.dvm_relay)
+        else:
+            from benchmarks import provider
+
+            dvms = tuple(n.strip() for n in (args.dvms or "ours,nostrdvm").split(",") if n.strip())
+            unknown = set(dvms) - set(provider.DVMS)
+            if unknown:
+                parser.error(f"unknown DVMs: {', '.join(sorted(unknown))}")
+            report = provider.run(
+                quick=args.quick,
+                dvms=dvms,
+                relay=args.dvm_relay,
+                nostrdvm_burst=args.nostrdvm_burst,
+                encrypted=args.encrypted,
+            )
     elif args.benchmark == "customer":
         from benchmarks import customer
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURES = (
@@ -141,3 +142,80 @@ def test_provider_encrypted_refuses_nostrdvm_options() -> None:
     result = _run("--encrypted", "--quick", "--dvms", "ours")
     assert result.returncode == 2
     assert b"--encrypted measures dvmkit's DVM only" in result.stderr
+
+
+def test_provider_paid_quick_pays_and_answers_every_job() -> None:
+    result = _run("--paid", "--quick", "--json")
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    report: dict[str, Any] = orjson.loads(result.stdout)
+    assert report["quick"] is True
+    settings = report["settings"]
+    assert settings["paid"] is True
+    price = settings["price_msat"]
+    assert price > 0
+    assert set(report["subjects"]) == {"free", "paid"}  # no nostrdvm in this mode
+    for name, subject in report["subjects"].items():
+        assert subject["available"] is True, subject
+        assert subject["lost"] == 0, name
+        assert subject["sequential"]["answered"] == settings["sequential_jobs"] > 0
+        size = settings["burst_requests"][name]
+        assert len(subject["bursts"]) == settings["bursts"] == 3
+        for burst in subject["bursts"]:
+            assert burst["answered"] == burst["requests"] == size > 0
+            assert burst["lost"] == 0
+            assert burst["refused_by_dvm"] == 0
+            assert burst["ended"] == "all answered"
+        client = subject["client"]
+        assert client["wrong_content"] == 0
+        assert client["duplicate_results"] == 0
+        assert client["results_for_unknown_requests"] == 0
+    assert "payment" not in report["subjects"]["free"]
+    assert "payment-required" not in report["subjects"]["free"]["client"]["feedback_statuses"]
+
+    # Every paid job was asked for, paid once through the wallet, and the ledger agrees.
+    payment = report["subjects"]["paid"]["payment"]
+    jobs = settings["sequential_jobs"] + sum(settings["burst_requests"]["paid"] for _ in range(3))
+    assert payment["payments"] == payment["invoices"] >= jobs
+    assert payment["pay_failures"] == {}
+    assert payment["overpriced_invoices"] == payment["payment_required_without_invoice"] == 0
+    assert payment["answered_unpaid"] == 0
+    balances = payment["balances_msat"]
+    assert balances["dvm"] == payment["payments"] * price
+    assert balances["customer"] == payment["deposit_msat"] - balances["dvm"]
+    assert payment["wallet_exit_code"] == 0
+    # One invoice per job; each job also costs a pay_invoice and at least one lookup_invoice.
+    assert payment["wallet_invoices"] == payment["payments"]
+    assert payment["wallet_requests"] >= 3 * payment["payments"]
+    for phase in ("sequential", "burst1", "burst2", "burst3"):
+        steps = payment["steps_ms"][phase]
+        assert set(steps) == {
+            "request_to_invoice",
+            "invoice_to_pay_call",
+            "pay_invoice",
+            "paid_to_result",
+        }
+        assert all(step is not None for step in steps.values())
+
+    figures = {fig["key"]: fig for fig in report["figures"]}
+    assert set(figures) == {f"{m}:{s}" for m in MEASURES for s in ("free", "paid")}
+    assert all(fig["ratios"] == {} for key, fig in figures.items() if key.endswith(":free"))
+    for m in MEASURES:
+        paid, free = figures[f"{m}:paid"], figures[f"{m}:free"]
+        (share,) = paid["ratios"].values()
+        expected = paid["value"] / free["value"]
+        assert paid["extra"]["paid_over_free"] == round(expected, 3)
+        assert share == pytest.approx(expected if paid["better"] == "higher" else 1 / expected)
+    assert "wallet_cpu_share" in figures["burst_rate:paid"]["extra"]
+
+    goals = {goal["text"]: goal for goal in report["goals"]}
+    assert len(goals) == 2
+    assert all(goal["met"] is True for goal in goals.values()), goals
+
+
+def test_provider_paid_refuses_other_modes() -> None:
+    result = _run("--paid", "--encrypted", "--quick")
+    assert result.returncode == 2
+    assert b"--encrypted and --paid are separate runs" in result.stderr
+    result = _run("--paid", "--quick", "--dvms", "ours")
+    assert result.returncode == 2
+    assert b"--paid measures dvmkit's DVM only" in result.stderr

@@ -40,7 +40,7 @@ from dvmkit.protocol.job import (
     parse_request,
 )
 from dvmkit.protocol.legacy import decrypt_legacy_params
-from dvmkit.protocol.payment import PAYMENT_STATUS, read_payment, refund_tag
+from dvmkit.protocol.payment import PAYMENT_STATUS, ZAP, read_payment, refund_tag
 from dvmkit.provider import inputs
 from dvmkit.provider.config import Limits, Paid, PaymentProcessor, PaymentRequest, Price
 from dvmkit.provider.handler import Handler
@@ -528,12 +528,17 @@ class Engine:
             return
         bid = request.bid_msat
         below = bid is not None and bid < price
+        methods = payment.methods
+        if request.private:
+            # A zap request is a public event naming the DVM and the job: paying a private
+            # job that way would undo its privacy, so it is not offered.
+            methods = tuple(m for m in methods if m != ZAP)
         event = self.ledger.status(
             request,
             StatusKind.PAYMENT_REQUIRED,
             amount_msat=payment.amount_msat,
             bolt11=payment.bolt11,
-            methods=payment.methods,
+            methods=methods,
             method_details=dict(payment.details),
             message=f"your bid of {bid} msat is below the price" if below else None,
         )

@@ -6,13 +6,19 @@ nak's habits (research/ecosystem.md §1): relays are trailing arguments, results
 ``dvm relay`` at ws://127.0.0.1:10547. The customer's key is ``--sec``/``$NOSTR_SECRET_KEY``,
 else a fresh key per run that is never printed. Heavy modules (the relay pool, Rich) are
 imported inside the commands so that ``dvm ask`` starts fast.
+
+``dvm ask --max-price MSAT --nwc URI`` pays a priced DVM up to MSAT from that NWC wallet
+(``$DVMKIT_NWC``), printing ``paid N msat ...`` on stderr; the URI holds a secret and is never
+printed. A payment refused (over the cap, a bad invoice, nothing the DVM takes) or failed (the
+wallet said no) exits 5.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -38,9 +44,12 @@ from dvmkit.errors import (
 if TYPE_CHECKING:
     from dvmkit.customer.job import Job
     from dvmkit.nostr.keys import Keys
+    from dvmkit.payments.nip47 import ConnectionURI
+    from dvmkit.payments.nwc import NWCClient
 
 DEFAULT_RELAY = "ws://127.0.0.1:10547"
 RELAYS_ENV = "DVMKIT_RELAYS"
+NWC_ENV = "DVMKIT_NWC"
 T = TypeVar("T")
 
 Sec = Annotated[
@@ -200,7 +209,24 @@ def ask_command(
         bool, typer.Option("--legacy", help="NIP-90 (a category: the kind its live DVMs serve)")
     ] = False,
     max_price: Annotated[
-        int | None, typer.Option("--max-price", help="refuse prices above (msat)")
+        int | None,
+        typer.Option(
+            "--max-price", help="the most this job may cost (msat); with --nwc, paid up to it"
+        ),
+    ] = None,
+    nwc: Annotated[
+        str | None,
+        typer.Option(
+            "--nwc",
+            envvar=NWC_ENV,
+            show_envvar=True,
+            show_default=False,
+            help="an NWC wallet (nostr+walletconnect://...) to pay with; a secret, never shown",
+        ),
+    ] = None,
+    bid: Annotated[
+        int | None,
+        typer.Option("--bid", help="offer this much (msat); a DVM asking more gets it once"),
     ] = None,
     choose: Annotated[str, typer.Option("--choose", help="cheapest|fastest|first")] = "cheapest",
     encrypt: Annotated[
@@ -227,6 +253,7 @@ def ask_command(
     sec: Sec = None,
 ) -> None:
     """Ask a DVM for a job; the result on stdout, progress on stderr."""
+    wallet_uri = parse_nwc(nwc)
 
     async def main() -> Any:
         import asyncio
@@ -246,7 +273,10 @@ def ask_command(
         timeouts = CustomerTimeouts(silence=min(15.0, timeout))
         async with (
             asyncio.timeout(timeout),
-            Customer(relays=relays_from(relays), keys=keys, timeouts=timeouts) as customer,
+            _wallet(wallet_uri, min(30.0, timeout)) as wallet,
+            Customer(
+                relays=relays_from(relays), keys=keys, timeouts=timeouts, wallet=wallet
+            ) as customer,
         ):
             if legacy and isinstance(kind, str):
                 # NIP-90 has kinds, not categories: ask in the kind the category's DVMs serve.
@@ -261,6 +291,7 @@ def ask_command(
                 params=parse_params(param),
                 to=dvm,
                 max_price_msat=max_price,
+                bid_msat=bid,
                 choose=choose,  # type: ignore[arg-type]
                 encrypt="nip04" if nip04 else private,
                 envelope=envelope,
@@ -278,6 +309,32 @@ def ask_command(
         emit(result.to_dict())
     else:
         sys.stdout.write(result.content + "\n")
+
+
+def parse_nwc(text: str | None) -> ConnectionURI | None:
+    """``--nwc`` parsed, or None; a malformed URI exits 2 (the message never quotes it)."""
+    if not text:
+        return None
+    from dvmkit.payments.nip47 import ConnectionURI
+
+    try:
+        return ConnectionURI.parse(text)
+    except DVMError as exc:
+        error(f"--nwc: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@contextlib.asynccontextmanager
+async def _wallet(uri: ConnectionURI | None, wait: float) -> AsyncIterator[NWCClient | None]:
+    """The NWC wallet ``dvm ask`` pays with, running (``wait``: seconds per wallet call);
+    None without ``--nwc``."""
+    if uri is None:
+        yield None
+        return
+    from dvmkit.payments.nwc import NWCClient
+
+    async with NWCClient(uri, timeout=wait) as wallet:
+        yield wallet
 
 
 #: The most ``dvm ask`` reads from stdin: relays refuse far smaller events anyway.
@@ -333,7 +390,7 @@ async def _show_progress(job: Job) -> None:
             if update.final:
                 continue
             line = Text(update.describe())
-            if update.type.value in ("partial", "chosen", "failover"):
+            if update.type.value in ("partial", "chosen", "failover", "paid"):
                 console.print(line, highlight=False)
             status.update(line)
 

@@ -6,7 +6,8 @@
     dvm wallet new [--db FILE] [--deposit MSAT] [RELAY...]
                                                       open an account, print its NWC URI
     dvm wallet deposit [--db FILE] ACCOUNT MSAT       fund an account (dev wallet only)
-    dvm wallet balance --nwc URI                      any NWC wallet ($NWC_URI)
+    dvm wallet balance --nwc URI                      any NWC wallet ($NWC_URI, or
+                                                      $DVMKIT_NWC: the one dvm ask pays with)
     dvm wallet invoice --nwc URI AMOUNT_MSAT [--description TEXT]
     dvm wallet pay --nwc URI BOLT11
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 DEFAULT_DB = Path(".dvmkit") / "wallet.sqlite3"
 DEFAULT_RELAY = "ws://127.0.0.1:10547"
 NWC_ENV = "NWC_URI"
+#: The wallet ``dvm ask`` pays with: ``dvm wallet balance`` shows what is left in it.
+ASK_NWC_ENV = "DVMKIT_NWC"
 T = TypeVar("T")
 
 wallet_app = typer.Typer(
@@ -57,8 +60,8 @@ NwcOption = Annotated[
     str,
     typer.Option(
         "--nwc",
-        envvar=NWC_ENV,
-        help=f"the wallet's nostr+walletconnect:// URI (or ${NWC_ENV})",
+        envvar=[NWC_ENV, ASK_NWC_ENV],
+        help=f"the wallet's nostr+walletconnect:// URI (or ${NWC_ENV}, ${ASK_NWC_ENV})",
         show_default=False,
         show_envvar=True,
     ),

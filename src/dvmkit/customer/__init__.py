@@ -6,8 +6,10 @@ See :class:`~dvmkit.customer.client.Customer`.
 from __future__ import annotations
 
 from dvmkit.customer.answers import Choose
+from dvmkit.customer.budget import JobRefunded
 from dvmkit.customer.client import Customer
 from dvmkit.customer.job import Job
+from dvmkit.customer.paying import PaymentFailed
 from dvmkit.customer.request import build_request
 from dvmkit.customer.values import (
     CustomerTimeouts,
@@ -25,7 +27,9 @@ __all__ = [
     "DVMInfo",
     "Envelope",
     "Job",
+    "JobRefunded",
     "JobResult",
+    "PaymentFailed",
     "Update",
     "UpdateType",
     "build_request",

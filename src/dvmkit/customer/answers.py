@@ -16,6 +16,7 @@ from typing import Literal
 from dvmkit.customer.values import Update, UpdateType
 from dvmkit.nostr.event import Event
 from dvmkit.protocol.job import FEEDBACK_KIND, MODERN_KIND, RESULT_KIND_OFFSET
+from dvmkit.protocol.payment import read_methods
 
 Choose = Literal["cheapest", "fastest", "first"]
 CHOICES: tuple[Choose, ...] = ("cheapest", "fastest", "first")
@@ -92,6 +93,7 @@ def read_answer(
             text = text or message
     elif not text and len(tag) > 2:
         text = tag[2]
+    priced = kind in (UpdateType.OFFER, UpdateType.PAYMENT_REQUIRED)
     return Update(
         kind,
         request_id,
@@ -100,6 +102,7 @@ def read_answer(
         amount_msat=amount,
         bolt11=bolt11,
         code=code[:64] if code else None,
+        methods=read_methods(event) if priced else {},
         event=event,
     )
 
@@ -117,22 +120,29 @@ def _amount(event: Event) -> tuple[int | None, str | None]:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """A DVM's offer to do an open request: its price and, if it said, its ETA."""
+    """A DVM's offer to do an open request: its price and, if it said, its ETA.
+
+    ``payment_required``: the DVM asked for payment for the open request itself (NIP-90 has
+    no offers: a priced legacy DVM answers an open request so); choosing it means paying it.
+    """
 
     dvm: str
     amount_msat: int
     eta: float | None
     order: int
     event: Event = field(repr=False)
+    payment_required: bool = False
 
 
 def offer_from(update: Update, order: int) -> Offer | None:
-    """The offer an ``offer`` update makes, or None when it names no price."""
+    """The offer an ``offer`` or ``payment-required`` update makes, or None when it names no
+    price."""
     if update.event is None or update.dvm is None or update.amount_msat is None:
         return None
     eta_text = update.event.tag_value("eta")
     eta = float(eta_text) if eta_text and eta_text.isascii() and eta_text.isdigit() else None
-    return Offer(update.dvm, update.amount_msat, eta, order, update.event)
+    required = update.type is UpdateType.PAYMENT_REQUIRED
+    return Offer(update.dvm, update.amount_msat, eta, order, update.event, required)
 
 
 def rank_offers(

@@ -13,6 +13,12 @@
 The customer owns a :class:`~dvmkit.relay.pool.RelayPool` and one subscription to everything
 ``p``-tagged to its key (DVMs tag their answers with the customer, in both dialects), and runs
 each job as a task of its own task group; leaving the ``async with`` ends them all.
+
+A customer given a wallet pays priced DVMs by itself, up to each job's ``max_price_msat``
+(the rules: :mod:`dvmkit.customer.budget`; the methods: :mod:`dvmkit.customer.paying`)::
+
+    async with NWCClient(uri) as wallet, Customer(relays=relays, wallet=wallet) as customer:
+        job = await customer.request("text", input="hi", to=dvm, max_price_msat=21_000)
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import math
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dvmkit.customer import discovery
 from dvmkit.customer.answers import CHOICES, Choose
 from dvmkit.customer.job import Job, Plan, unique_targets
+from dvmkit.customer.paying import Ask, Paid, Payer, Refunded
 from dvmkit.customer.request import ParamValue, build_request, request_tags
 from dvmkit.customer.values import DEFAULT_CUSTOMER_TIMEOUTS, CustomerTimeouts, DVMInfo
 from dvmkit.errors import NoAnswer, ProtocolError, RelayError
@@ -38,6 +45,10 @@ from dvmkit.nostr.keys import Keys, is_hex64
 from dvmkit.protocol.envelope import WRAP_KINDS, Envelope, open_wrap, wrap_request
 from dvmkit.protocol.modern import cancel_event
 from dvmkit.relay.pool import RelayPool
+
+if TYPE_CHECKING:
+    from dvmkit.payments.cashu import CashuWallet
+    from dvmkit.payments.nwc import NWCClient
 
 # Answers dated a little before the subscription opened still belong to this session.
 _SINCE_SLACK = 30
@@ -54,7 +65,16 @@ class Customer:
         relays: relay URLs to publish requests to and read answers from.
         keys: the customer's identity; a fresh key for this session when omitted.
         timeouts: connect, discovery, offer window, re-publish and silence deadlines.
-        clock: unix time (for liveness).
+        clock: unix time (for liveness, invoice expiry).
+        wallet: an NWC wallet to pay invoices and zaps with. The caller runs it (``async
+            with NWCClient(uri) as wallet``) for as long as the customer: the customer never
+            opens or closes it, and never shows its URI.
+        cashu: a Cashu wallet to pay DVMs that take tokens of its mint, and to receive
+            Cashu refunds into.
+
+    A job pays only when ``request`` gave it a ``max_price_msat`` and one of these wallets
+    pays something the DVM takes; otherwise it ends with
+    :class:`~dvmkit.errors.PaymentRequired` as before.
     """
 
     def __init__(
@@ -64,6 +84,8 @@ class Customer:
         keys: Keys | None = None,
         timeouts: CustomerTimeouts = DEFAULT_CUSTOMER_TIMEOUTS,
         clock: Callable[[], float] = time.time,
+        wallet: NWCClient | None = None,
+        cashu: CashuWallet | None = None,
     ) -> None:
         if not relays:
             raise ValueError("a customer needs at least one relay: start one with `dvm relay`")
@@ -81,6 +103,7 @@ class Customer:
         self._known: dict[str, DVMInfo] = {}
         self._opened: collections.OrderedDict[str, Event | None] = collections.OrderedDict()
         self._wrap_feed: asyncio.Future[None] | None = None
+        self._payer = Payer(keys=self.keys, wallet=wallet, cashu=cashu, relays=relays, clock=clock)
 
     def __repr__(self) -> str:
         return f"Customer(pubkey={self.keys.public_key!r}, relays={list(self._pool.relays)!r})"
@@ -252,6 +275,24 @@ class Customer:
         info = self._known.get(dvm)
         return info is not None and not info.alive
 
+    def has_wallet(self) -> bool:
+        return self._payer.can_pay
+
+    def payment_method(self, ask: Ask, *, offer: bool = False) -> str | None:
+        return self._payer.method_for(ask, offer=offer)
+
+    async def pay(self, ask: Ask, envelope: Envelope | None) -> Paid:
+        async def send(event: Event) -> None:
+            if envelope is not None:
+                # A payment message in the clear would name the private request's id.
+                event = wrap_request(event, self.keys, ask.dvm, envelope)
+            await self.send(event)
+
+        return await self._payer.pay(ask, send=send)
+
+    async def refund(self, event: Event) -> Refunded | None:
+        return await self._payer.refund(event)
+
     # -- discovery ----------------------------------------------------------------------------
 
     async def discover(
@@ -303,6 +344,7 @@ class Customer:
         to: str | Sequence[str] | None = None,
         legacy: bool = False,
         max_price_msat: int | None = None,
+        bid_msat: int | None = None,
         choose: Choose = "cheapest",
         offer_window: float | None = None,
         silence_timeout: float | None = None,
@@ -320,7 +362,13 @@ class Customer:
             to: a DVM's hex pubkey (targeted), or several to fail over through in order;
                 None for an open request (every DVM of the category may answer).
             legacy: the NIP-90 dialect; ``target`` must then be a kind.
-            max_price_msat: offers and payment requests above this are refused.
+            max_price_msat: the most this job may cost, in total: offers and payment
+                requests above it are refused, and with a ``wallet`` or ``cashu`` the customer
+                pays those within it (once per request, checked: see
+                :mod:`dvmkit.customer.budget`). None: nothing is paid.
+            bid_msat: a ``bid`` tag, what the customer offers. A DVM that charges more answers
+                a targeted request with an ``offer``; the job asks it once more, bidding its
+                price, when that is within ``max_price_msat``.
             choose: how an open request's offers are ranked: ``cheapest``, ``fastest``
                 (observed latency, else the offer's ETA) or ``first``.
             offer_window: seconds to collect offers; the customer's default when None.
@@ -350,6 +398,8 @@ class Customer:
             raise ValueError(f"choose must be one of {', '.join(CHOICES)}, got {choose!r}")
         if max_price_msat is not None and max_price_msat < 0:
             raise ValueError("max_price_msat is a non-negative number of millisats")
+        if bid_msat is not None and bid_msat < 0:
+            raise ValueError("bid_msat is a non-negative number of millisats")
         targets = unique_targets(to)
         for pubkey in targets:
             if not is_hex64(pubkey):
@@ -375,6 +425,7 @@ class Customer:
             input_type=input_type,
             params=params,
             to=targets[0] if targets else None,
+            bid_msat=bid_msat,
             relays=relays_hint,
             encryption=scheme,
         )
@@ -384,7 +435,12 @@ class Customer:
         if scheme is not None:
             # Kept in the clear to encrypt them again for each DVM a failover moves to.
             clear = request_tags(
-                target, input=input, input_type=input_type, params=params, relays=relays_hint
+                target,
+                input=input,
+                input_type=input_type,
+                params=params,
+                bid_msat=bid_msat,
+                relays=relays_hint,
             )
             private_tags = (tuple(clear), scheme)
         t = self.timeouts

@@ -6,11 +6,17 @@ tag is a request of this job and, for targeted requests, whose author is the DVM
 read, each event once (relays and re-publishes repeat them). Open requests (DESIGN.md §4.2)
 take a free result at once, or collect offers for a window, choose, and send a targeted
 request to the winner; a DVM silent past the deadline is failed over to the next candidate.
+
+A priced DVM's ``payment-required`` is paid by the job's :class:`~dvmkit.customer.budget.
+Budget` (the rules) through the customer's :class:`~dvmkit.customer.paying.Payer` (the
+methods); a targeted DVM's ``offer`` (the bid was below its price) is taken up by sending the
+job again at that price.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -18,14 +24,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dvmkit.customer.answers import Choose, Offer, offer_from, rank_offers, read_answer
+from dvmkit.customer.budget import Budget, PaymentHost, failure
 from dvmkit.customer.request import retarget
 from dvmkit.customer.values import JobResult, Update, UpdateType
 from dvmkit.errors import (
     DVMError,
     JobCancelled,
-    JobFailed,
     NoAnswer,
-    PaymentRequired,
     ProtocolError,
 )
 from dvmkit.nostr import nip04, nip44
@@ -35,7 +40,7 @@ from dvmkit.protocol.envelope import Envelope, wrap_request
 from dvmkit.protocol.job import MODERN_KIND, Encryption
 
 
-class Host(Protocol):
+class Host(PaymentHost, Protocol):
     """What a job needs from its customer."""
 
     keys: Keys
@@ -76,6 +81,13 @@ class _Silent:
 _SILENT = _Silent()
 
 
+@dataclass(frozen=True, slots=True)
+class _Rebid:
+    """A targeted request answered ``offer`` (its bid was below the price): ask again."""
+
+    amount_msat: int
+
+
 class Job:
     """A job in progress. Iterate :meth:`updates`, await :meth:`result`, or :meth:`cancel`."""
 
@@ -94,6 +106,7 @@ class Job:
         self._result: JobResult | None = None
         self._error: DVMError | None = None
         self.task: asyncio.Task[None] | None = None
+        self._budget = Budget(host, plan.max_price_msat, watch=plan.watch, envelope=plan.envelope)
 
     @property
     def id(self) -> str:
@@ -126,9 +139,13 @@ class Job:
             timeout: seconds to wait; None waits until the job ends on its own deadlines.
 
         Raises:
-            JobFailed: the DVM answered ``error`` (its code and message).
+            JobFailed: the DVM answered ``error`` (its code and message);
+                :class:`~dvmkit.customer.budget.JobRefunded` when it failed a paid job and
+                sent a refund (``refund_msat``).
             PaymentRequired: a DVM asked for more than ``max_price_msat``, or for a payment
-                the customer cannot make.
+                the customer cannot or will not make (no cap, no wallet it takes, an invoice
+                that is not for the amount asked, expired, or paid before).
+            PaymentFailed: the customer's wallet or mint failed to pay.
             JobCancelled: the job was cancelled.
             NoAnswer: no DVM answered in time (or ``timeout`` passed first).
         """
@@ -236,12 +253,22 @@ class Job:
                 content=self._plan.choose,
             )
         )
-        base = self.request
-        return await self._targeted([o.dvm for o in ranked], base, first_is_new=True)
+        dvms = [o.dvm for o in ranked]
+        if winner.payment_required:
+            # It asked to be paid for the open request itself: that ask is read again, now
+            # as the chosen DVM's, and paid; no new request.
+            self._inbox.put_nowait(winner.event)
+            return await self._targeted(dvms, self.request, resume=True)
+        return await self._targeted(dvms, self.request, first_is_new=True)
 
     async def _targeted(
-        self, dvms: list[str], request: Event, *, first_is_new: bool = False
+        self, dvms: list[str], request: Event, *, first_is_new: bool = False, resume: bool = False
     ) -> JobResult | _Silent:
+        """Ask ``dvms`` in turn, failing over on silence.
+
+        ``first_is_new``: the first DVM gets a request of its own (targeted to it);
+        ``resume``: the first DVM already has ``request``, which is not sent again.
+        """
         for number, dvm in enumerate(dvms):
             if number > 0:
                 await self._host.send_cancel(self._current, self._current_dvm, self._plan.envelope)
@@ -249,25 +276,38 @@ class Job:
             if number > 0 or first_is_new:
                 request = retarget(self._host.keys, request, dvm, private=self._plan.private_tags)
             self._current, self._current_dvm = request, dvm
-            outcome = await self._listen(request, author=dvm, open_=False)
+            send = not (resume and number == 0)
+            outcome = await self._listen(request, author=dvm, open_=False, send=send)
+            while isinstance(outcome, _Rebid):
+                # The same job again at the DVM's price: a new request (its id is new).
+                request = retarget(
+                    self._host.keys,
+                    request,
+                    dvm,
+                    bid_msat=outcome.amount_msat,
+                    private=self._plan.private_tags,
+                )
+                self._current = request
+                outcome = await self._listen(request, author=dvm, open_=False)
             if isinstance(outcome, JobResult):
                 return outcome
             assert not isinstance(outcome, list)
         return _SILENT
 
     async def _listen(
-        self, request: Event, *, author: str | None, open_: bool
-    ) -> JobResult | list[Offer] | _Silent:
-        """Send ``request`` (unless watching) and read its answers until one ends it.
+        self, request: Event, *, author: str | None, open_: bool, send: bool = True
+    ) -> JobResult | list[Offer] | _Silent | _Rebid:
+        """Send ``request`` (unless watching, or ``send`` is False) and read its answers
+        until one ends it.
 
         Returns the result, the offers collected (open requests whose window closed with
-        offers and nobody working for free), or silence.
+        offers and nobody working for free), silence, or a targeted DVM's offer to take up.
         """
         plan = self._plan
         loop = asyncio.get_running_loop()
         kind = None if plan.watch else request.kind
         self.follow(request.id)
-        if not plan.watch:
+        if not plan.watch and send:
             await self._host.send(self._wire(request, author))
             await self._emit(Update(UpdateType.SENT, request.id, dvm=author))
         started = last = sent_at = loop.time()
@@ -316,17 +356,24 @@ class Job:
                 continue
             heard, last = True, loop.time()
             dvm = event.pubkey
+            refunded = None
+            if update.type is UpdateType.ERROR:
+                refunded = await self._budget.refund(event, request.id)
+                if refunded is not None:
+                    update = dataclasses.replace(
+                        update, refund_msat=refunded.amount_msat, method=refunded.method
+                    )
             await self._emit(update)
             if update.type is UpdateType.SUCCESS:
                 self._host.observed(dvm, last - started)
                 self._current, self._current_dvm = request, dvm
                 return JobResult(update.content, dvm, request.id, event, update.amount_msat)
             if update.type is UpdateType.ERROR:
-                failure = JobFailed(update.code or "ERROR", update.content, dvm=dvm)
+                failed = failure(update, dvm, refunded)
                 if not open_:
-                    raise failure
+                    raise failed
                 # Another DVM of the category may still answer; not for long.
-                pending_error = pending_error or failure
+                pending_error = pending_error or failed
                 give_up = min(give_up, last + plan.offer_window)
             elif update.type is UpdateType.CANCELLED:
                 if not open_:
@@ -334,19 +381,33 @@ class Job:
             elif update.type in (UpdateType.PROCESSING, UpdateType.PARTIAL):
                 working.add(dvm)
             elif update.type is UpdateType.PAYMENT_REQUIRED and update.amount_msat:
-                refusal = self._refuse(update, dvm)
                 if not open_:
-                    raise refusal
-                pending_error = pending_error or refusal
-                give_up = min(give_up, last + plan.offer_window)
+                    # Only the DVM asked can get here (author check above), and only about
+                    # the current request (read_answer): pay it once, within the cap.
+                    if not self._budget.is_paid(request.id):
+                        await self._emit(await self._budget.pay(update, request.id))
+                        last = loop.time()  # the DVM starts once its wallet confirms
+                    continue
+                # An open request is paid only once a DVM is chosen: this ask is an offer.
+                offer = offer_from(update, len(offers))
+                if offer is not None and self._budget.payable(update, request.id):
+                    offers.append(offer)
+                else:
+                    pending_error = pending_error or self._budget.refuse(update)
+                    give_up = min(give_up, last + plan.offer_window)
             elif update.type is UpdateType.OFFER and open_:
                 offer = offer_from(update, len(offers))
-                cap = plan.max_price_msat
-                if offer is not None and (cap is None or offer.amount_msat <= cap):
+                if offer is not None and self._budget.within(offer.amount_msat):
                     offers.append(offer)
                 elif offer is not None:
-                    pending_error = pending_error or self._refuse(update, dvm)
+                    pending_error = pending_error or self._budget.refuse(update)
                     give_up = min(give_up, last + plan.offer_window)
+            elif update.type is UpdateType.OFFER and update.amount_msat is not None:
+                # A targeted request whose bid was below the DVM's price: ask again at the
+                # price, once per DVM, when the cap allows and it takes something we have.
+                if not self._budget.rebid(update, request.id):
+                    raise self._budget.refuse(update)
+                return _Rebid(update.amount_msat)
 
     def _wire(self, request: Event, dvm: str | None) -> Event:
         """What goes on the wire for ``request``: itself, or wrapped to its DVM."""
@@ -372,23 +433,6 @@ class Job:
         if scheme == "nip04":
             return nip04.decrypt(self._host.keys, event.pubkey, event.content)
         raise ProtocolError(f"an answer encrypted with unknown scheme {scheme[:20]!r}")
-
-    def _refuse(self, update: Update, dvm: str) -> PaymentRequired:
-        amount = update.amount_msat or 0
-        cap = self._plan.max_price_msat
-        if cap is not None and amount > cap:
-            message = (
-                f"DVM {dvm} asks {amount} msat, above your cap of {cap} msat: raise "
-                "--max-price or choose another DVM"
-            )
-        else:
-            message = (
-                f"DVM {dvm} asks {amount} msat and this customer cannot pay yet: choose a "
-                "free DVM (dvm discover shows prices)"
-            )
-        return PaymentRequired(
-            message, dvm=dvm, amount_msat=amount, cap_msat=cap, bolt11=update.bolt11
-        )
 
 
 def unique_targets(to: str | Sequence[str] | None) -> tuple[str, ...]:

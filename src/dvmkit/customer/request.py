@@ -178,20 +178,32 @@ def retarget(
     *,
     created_at: int | None = None,
     private: tuple[Sequence[Tag], Encryption] | None = None,
+    bid_msat: int | None = None,
 ) -> Event:
     """A new request like ``request`` but ``p``-tagged to ``dvm`` only (a targeted request
     to the DVM chosen among offers, or failed over to).
 
     ``private``: for a request with encrypted params, its tags in the clear and the scheme;
-    they are encrypted again, to ``dvm``.
+    they are encrypted again, to ``dvm``. ``bid_msat``: a new ``bid`` (the price a DVM
+    offered when the first bid was below it); the request's own bid when None.
     """
     if private is not None:
         tags, scheme = private
-        return encrypted_request(keys, request.kind, tags, scheme, dvm, created_at=created_at)
-    tags = [t for t in request.tags if t[0] != "p"] + [("p", dvm)]
+        return encrypted_request(
+            keys, request.kind, _with_bid(tags, bid_msat), scheme, dvm, created_at=created_at
+        )
+    tags = [*_with_bid([t for t in request.tags if t[0] != "p"], bid_msat), ("p", dvm)]
     return sign_event(
         keys, kind=request.kind, content=request.content, tags=tags, created_at=created_at
     )
+
+
+def _with_bid(tags: Sequence[Tag], bid_msat: int | None) -> list[Tag]:
+    if bid_msat is None:
+        return list(tags)
+    if bid_msat < 0:
+        raise ValueError("a bid is a non-negative number of millisats")
+    return [t for t in tags if t[0] != "bid"] + [("bid", str(bid_msat))]
 
 
 def cancellation(

@@ -107,6 +107,7 @@ class UpdateType(enum.StrEnum):
     OFFER = "offer"
     CHOSEN = "chosen"
     PAYMENT_REQUIRED = "payment-required"
+    PAID = "paid"
     PROCESSING = "processing"
     PARTIAL = "partial"
     SUCCESS = "success"
@@ -131,8 +132,12 @@ class Update:
         dvm: the DVM concerned (the author of the answer, the one chosen, the one failed over
             to), or None.
         content: a (partial) result, or the message of an error or status.
-        amount_msat, bolt11: the price of an offer or payment-required.
+        amount_msat, bolt11: the price of an offer or payment-required; what was paid.
         code: an error's code.
+        methods: the payment methods an offer or payment-required names, each with its
+            detail (a Cashu mint, a lightning address) or None.
+        method: how the customer paid (``paid``), or how a refund came (``error``).
+        refund_msat: what the DVM gave back with the ``error`` ending a paid job.
         event: the event that carried it (None for updates of the customer's own making).
     """
 
@@ -143,6 +148,9 @@ class Update:
     amount_msat: int | None = None
     bolt11: str | None = None
     code: str | None = None
+    methods: Mapping[str, str | None] = field(default_factory=dict, hash=False)
+    method: str | None = None
+    refund_msat: int | None = None
     event: Event | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -158,18 +166,24 @@ class Update:
         who = _short(self.dvm) if self.dvm else "?"
         price = f" {self.amount_msat} msat" if self.amount_msat is not None else ""
         text = _printable(self.content)
+        # Method names and details come from the DVM too: printable, and short.
+        methods = ", ".join(_printable(m)[:32] for m in self.methods)
+        refund = f" (refunded {self.refund_msat} msat)" if self.refund_msat else ""
         words = {
             UpdateType.SENT: f"sent request {_short(self.request_id)}"
             + (f" to {who}" if self.dvm else " (open)"),
             UpdateType.REPUBLISHED: f"republished request {_short(self.request_id)}: no answer yet",
             UpdateType.OFFER: f"offer from {who}:{price or ' no price'}",
             UpdateType.CHOSEN: f"chose {who}{price}" + (f" ({text})" if text else ""),
-            UpdateType.PAYMENT_REQUIRED: f"payment required by {who}:{price}",
+            UpdateType.PAYMENT_REQUIRED: f"payment required by {who}:{price}"
+            + (f" ({methods})" if methods else ""),
+            UpdateType.PAID: f"paid{price} to {who}"
+            + (f" by {_printable(self.method)[:32]}" if self.method else ""),
             UpdateType.PROCESSING: f"processing by {who}" + (f": {text}" if text else ""),
             UpdateType.PARTIAL: f"partial result from {who}: {text}",
             UpdateType.FAILOVER: f"failing over to {who}: the DVM before it stayed silent",
             UpdateType.SUCCESS: f"result from {who}{price}",
-            UpdateType.ERROR: f"error from {who}: {self.code or 'ERROR'} {text}".rstrip(),
+            UpdateType.ERROR: f"error from {who}: {self.code or 'ERROR'} {text}".rstrip() + refund,
             UpdateType.CANCELLED: f"cancelled by {who}",
             UpdateType.TIMEOUT: f"timeout: {text}",
         }
@@ -188,6 +202,12 @@ class Update:
             out["bolt11"] = self.bolt11
         if self.code is not None:
             out["code"] = self.code
+        if self.methods:
+            out["methods"] = dict(self.methods)
+        if self.method is not None:
+            out["method"] = self.method
+        if self.refund_msat is not None:
+            out["refund_msat"] = self.refund_msat
         if self.event is not None:
             out["event"] = self.event.id
         return out

@@ -1,0 +1,117 @@
+"""`dvm ask --max-price --nwc`: a real `dvm` process pays a real priced DVM from a dev-wallet
+account over NWC, and never shows the wallet's URI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from customer.conftest import make_dvm
+from dvmkit.payments.devwallet import DevWallet
+from dvmkit.payments.nip47 import ConnectionURI
+from dvmkit.provider import DVM
+from dvmkit.provider.payments import NWCPayments
+
+DVM_BIN = str(Path(sys.executable).parent / "dvm")
+PRICE = 21_000
+#: Environment a test must not inherit: keys, relays and wallets are passed explicitly.
+_PRIVATE_ENV = ("NOSTR_SECRET_KEY", "DVMKIT_RELAYS", "DVMKIT_NWC", "NWC_URI")
+
+
+async def dvm_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+    proc = await asyncio.create_subprocess_exec(
+        DVM_BIN,
+        *args,
+        env={**base, **(env or {})},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@contextlib.asynccontextmanager
+async def priced_dvm(relay: str) -> AsyncIterator[tuple[DevWallet, DVM, ConnectionURI]]:
+    """A dev wallet on the relay, a DVM charging PRICE into it, and its account."""
+    async with DevWallet(relays=[relay]) as wallet:
+        seller = wallet.create_account(name="dvm")
+        dvm = make_dvm(relay, price_msat=PRICE, payments=NWCPayments(seller, poll_interval=0.5))
+
+        @dvm.job
+        async def shout(input: str) -> str:
+            return input.upper()
+
+        async with dvm.running():
+            yield wallet, dvm, seller
+
+
+def assert_no_secret(uri: ConnectionURI, *texts: str) -> None:
+    for text in texts:
+        assert uri.reveal() not in text
+        assert uri.keys.secret_hex() not in text
+
+
+async def test_ask_pays_the_dvm_and_prints_what_it_paid(relay: str) -> None:
+    async with priced_dvm(relay) as (wallet, dvm, seller):
+        buyer = wallet.create_account(name="alice", deposit_msat=100_000)
+        code, out, err = await dvm_cli(
+            "ask", "text", "hi", "--to", dvm.keys.npub, "--max-price", str(PRICE),
+            "--nwc", buyer.reveal(), relay,
+        )  # fmt: skip
+        assert (code, out) == (0, "HI\n"), err
+        assert f"paid {PRICE} msat to" in err
+        assert "by bolt11" in err
+        assert_no_secret(buyer, out, err)
+        assert wallet.balance(buyer.client) == 100_000 - PRICE
+        assert wallet.balance(seller.client) == PRICE
+        # The same wallet from the environment: what is left in it.
+        code, out, err = await dvm_cli("wallet", "balance", env={"DVMKIT_NWC": buyer.reveal()})
+        assert code == 0, err
+        assert json.loads(out) == {"balance_msat": 100_000 - PRICE}
+
+
+async def test_ask_exits_5_above_the_cap_and_pays_nothing(relay: str) -> None:
+    async with priced_dvm(relay) as (wallet, dvm, seller):
+        buyer = wallet.create_account(name="alice", deposit_msat=100_000)
+        code, out, err = await dvm_cli(
+            "ask", "text", "hi", "--to", dvm.public_key, "--max-price", str(PRICE - 1), relay,
+            env={"DVMKIT_NWC": buyer.reveal()},
+        )  # fmt: skip
+        assert (code, out) == (5, ""), err
+        assert "--max-price" in err
+        assert_no_secret(buyer, err)
+        assert wallet.balance(buyer.client) == 100_000
+        assert wallet.balance(seller.client) == 0
+
+
+async def test_ask_exits_5_when_the_wallet_cannot_pay(relay: str) -> None:
+    async with priced_dvm(relay) as (wallet, dvm, seller):
+        poor = wallet.create_account(name="poor", deposit_msat=PRICE - 1)
+        code, out, err = await dvm_cli(
+            "ask", "text", "hi", "--to", dvm.public_key, "--max-price", str(PRICE),
+            "--nwc", poor.reveal(), "--json", relay,
+        )  # fmt: skip
+        assert (code, out) == (5, ""), err
+        assert "INSUFFICIENT_BALANCE" in err
+        assert_no_secret(poor, err)
+        assert wallet.balance(poor.client) == PRICE - 1
+        assert wallet.balance(seller.client) == 0
+
+
+async def test_a_malformed_nwc_uri_exits_2_without_echoing_it(relay: str) -> None:
+    secret = "ab" * 32
+    bad = f"nostr+walletconnect://nothex?relay={relay}&secret={secret}"
+    code, out, err = await dvm_cli("ask", "text", "hi", "--max-price", "1", "--nwc", bad, relay)
+    assert (code, out) == (2, "")
+    assert "--nwc" in err
+    assert secret not in err
+    assert bad not in err

@@ -1,0 +1,266 @@
+"""dvmkit's customer paying dvmkit's priced DVMs, end to end: real relays (ours and
+nostr-sdk's), the real dev wallet over NWC, a real nutshell mint, a real LNURL server.
+
+Each test checks the money as well as the result: the customer's balance goes down by exactly
+the price, the DVM's goes up by it, and nothing moves when the job is not to be paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from dvmkit.customer import Customer, JobRefunded, UpdateType
+from dvmkit.errors import JobError, PaymentRequired
+from dvmkit.nostr.event import Event, sign_event
+from dvmkit.nostr.keys import Keys
+from dvmkit.payments.cashu import CashuWallet
+from dvmkit.payments.devwallet import DevWallet
+from dvmkit.payments.lnurl_server import LnurlServer
+from dvmkit.payments.nip47 import ConnectionURI
+from dvmkit.payments.nwc import NWCClient
+from dvmkit.protocol.envelope import Envelope
+from dvmkit.provider import DVM
+from dvmkit.provider.payments import CashuPayments, NWCPayments, Payments, ZapPayments
+from dvmkit.relay.pool import RelayPool
+
+from .conftest import WAIT, customer_on, make_dvm
+
+PRICE = 21_000
+
+
+@pytest.fixture
+async def dev_wallet(relay_url: str) -> AsyncIterator[DevWallet]:
+    async with DevWallet(relays=[relay_url]) as wallet:
+        yield wallet
+
+
+def priced(relay: str, payments: Any, *, fail: bool = False, **kwargs: Any) -> DVM:
+    dvm = make_dvm(relay, price_msat=PRICE, payments=payments, **kwargs)
+
+    @dvm.job
+    async def shout(input: str) -> str:
+        if fail:
+            raise JobError("INTERNAL_ERROR", "the model is down")
+        return input.upper()
+
+    return dvm
+
+
+@contextlib.asynccontextmanager
+async def paying(
+    relay: str, uri: ConnectionURI | None = None, cashu: CashuWallet | None = None
+) -> AsyncIterator[Customer]:
+    """A customer with an NWC wallet (entered here, as a caller must) and/or Cashu."""
+    async with contextlib.AsyncExitStack() as stack:
+        wallet = None
+        if uri is not None:
+            wallet = await stack.enter_async_context(NWCClient(uri, timeout=WAIT))
+        yield await stack.enter_async_context(customer_on(relay, wallet=wallet, cashu=cashu))
+
+
+async def funded(mint: str, sats: int) -> CashuWallet:
+    wallet = CashuWallet(mint_url=mint)
+    assert await wallet.mint(await wallet.request_mint(sats)) == sats
+    return wallet
+
+
+@pytest.mark.parametrize("target", ["text", 5050])
+async def test_a_bolt11_priced_job_is_paid_and_answered(
+    relay_url: str, dev_wallet: DevWallet, target: str | int
+) -> None:
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5))
+    async with dvm.running(), paying(relay_url, buyer) as customer:
+        job = await customer.request(target, input="hi", to=dvm.public_key, max_price_msat=PRICE)
+        result = await job.result(timeout=WAIT)
+    assert (result.content, result.dvm) == ("HI", dvm.public_key)
+    assert dev_wallet.balance(buyer.client) == 100_000 - PRICE
+    assert dev_wallet.balance(seller.client) == PRICE
+    updates = [u async for u in job.updates()]
+    types = [u.type for u in updates]
+    assert types.index(UpdateType.PAYMENT_REQUIRED) < types.index(UpdateType.PAID)
+    (paid,) = [u for u in updates if u.type is UpdateType.PAID]
+    assert (paid.amount_msat, paid.method) == (PRICE, "bolt11")
+    (asked,) = [u for u in updates if u.type is UpdateType.PAYMENT_REQUIRED]
+    assert asked.methods == {"bolt11": None}
+
+
+async def test_a_priced_dvm_above_the_cap_is_never_paid(
+    relay_url: str, dev_wallet: DevWallet
+) -> None:
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5))
+    async with dvm.running(), paying(relay_url, buyer) as customer:
+        job = await customer.request(
+            "text", input="hi", to=dvm.public_key, max_price_msat=PRICE - 1
+        )
+        with pytest.raises(PaymentRequired) as caught:
+            await job.result(timeout=WAIT)
+    assert (caught.value.amount_msat, caught.value.cap_msat) == (PRICE, PRICE - 1)
+    assert dev_wallet.balance(buyer.client) == 100_000
+    assert dev_wallet.balance(seller.client) == 0
+
+
+@pytest.mark.parametrize("target", ["text", 5050])
+async def test_cashu_is_preferred_when_the_dvm_takes_the_customers_mint(
+    relay_url: str, dev_wallet: DevWallet, cashu_mint: str, target: str | int
+) -> None:
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    purse = await funded(cashu_mint, 50)
+    till = CashuPayments(mint_url=cashu_mint)
+    dvm = priced(relay_url, Payments(NWCPayments(seller, poll_interval=0.5), till))
+    async with dvm.running(), paying(relay_url, buyer, cashu=purse) as customer:
+        job = await customer.request(target, input="ecash", to=dvm.public_key, max_price_msat=PRICE)
+        result = await job.result(timeout=WAIT)
+    assert result.content == "ECASH"
+    assert purse.balance == 50 - PRICE // 1000
+    assert till.wallet.balance == PRICE // 1000
+    assert dev_wallet.balance(buyer.client) == 100_000  # the invoice beside it went unpaid
+    assert dev_wallet.balance(seller.client) == 0
+    paid = [u for u in [u async for u in job.updates()] if u.type is UpdateType.PAID]
+    assert [(u.method, u.amount_msat) for u in paid] == [("cashu", PRICE)]
+
+
+@pytest.mark.parametrize("target", ["text", 5050])
+async def test_a_failed_cashu_job_refunds_into_the_customers_wallet(
+    relay_url: str, cashu_mint: str, target: str | int
+) -> None:
+    purse = await funded(cashu_mint, PRICE // 1000)
+    till = CashuPayments(mint_url=cashu_mint)
+    dvm = priced(relay_url, till, fail=True)
+    async with dvm.running(), paying(relay_url, cashu=purse) as customer:
+        job = await customer.request(target, input="x", to=dvm.public_key, max_price_msat=PRICE)
+        with pytest.raises(JobRefunded) as caught:
+            await job.result(timeout=WAIT)
+    assert (caught.value.refund_msat, caught.value.refund_method) == (PRICE, "cashu")
+    assert caught.value.code == "INTERNAL_ERROR"
+    assert purse.balance == PRICE // 1000  # spent, then given back
+    assert till.wallet.balance == 0
+    error = [u async for u in job.updates()][-1]
+    assert (error.type, error.refund_msat) == (UpdateType.ERROR, PRICE)
+
+
+@pytest.mark.parametrize("envelope", [Envelope(), Envelope("nip59", 1059)])
+async def test_a_private_job_pays_inside_its_envelope(
+    relay_url: str, cashu_mint: str, envelope: Envelope
+) -> None:
+    """The payment message of a gift-wrapped job is wrapped to the DVM too: the DVM reads it
+    and runs the job, and a watcher of everything sent to the DVM never sees the job's id."""
+    purse = await funded(cashu_mint, PRICE // 1000)
+    till = CashuPayments(mint_url=cashu_mint)
+    dvm = priced(relay_url, till)
+    watcher = Keys.generate()
+    seen: list[Event] = []
+    to_dvm = {"kinds": [25000, 21059, 1059], "#p": [dvm.public_key]}
+    async with (
+        dvm.running(),
+        RelayPool(relays=[relay_url], signer=watcher, fetch_info=False) as pool,
+        pool.subscribe(to_dvm) as sub,
+        paying(relay_url, cashu=purse) as customer,
+    ):
+        await sub.wait_stored()
+        job = await customer.request(
+            "text", input="secret", to=dvm.public_key, envelope=envelope, max_price_msat=PRICE
+        )
+        result = await job.result(timeout=WAIT)
+        # A marker sent last: once the watcher reads it, it has read everything before it.
+        marker = sign_event(watcher, kind=25000, tags=[("p", dvm.public_key)], content="end")
+        assert (await pool.publish(marker, wait="all")).ok
+        async with asyncio.timeout(WAIT):
+            async for event in sub:
+                if event.id == marker.id:
+                    break
+                seen.append(event)
+    assert result.content == "SECRET"
+    assert (purse.balance, till.wallet.balance) == (0, PRICE // 1000)
+    assert {e.kind for e in seen} == {envelope.kind}  # the request and the payment, wrapped
+    assert len(seen) >= 2
+    assert not [e for e in seen if job.id in e.to_json()]
+
+
+async def test_a_bid_below_the_price_is_raised_to_it_once(
+    relay_url: str, dev_wallet: DevWallet
+) -> None:
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5))
+    async with dvm.running(), paying(relay_url, buyer) as customer:
+        job = await customer.request(
+            "text", input="bid", to=dvm.public_key, bid_msat=1000, max_price_msat=PRICE
+        )
+        result = await job.result(timeout=WAIT)
+    assert result.content == "BID"
+    assert result.request_id != job.id  # the second request, at the price
+    updates = [u async for u in job.updates()]
+    offers = [u for u in updates if u.type is UpdateType.OFFER]
+    assert [(u.request_id, u.amount_msat) for u in offers] == [(job.id, PRICE)]
+    sent = [u.request_id for u in updates if u.type is UpdateType.SENT]
+    assert sent == [job.id, result.request_id]
+    assert dev_wallet.balance(buyer.client) == 100_000 - PRICE
+    assert dev_wallet.balance(seller.client) == PRICE
+
+
+async def test_an_open_request_pays_the_offer_it_chose(
+    relay_url: str, dev_wallet: DevWallet
+) -> None:
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5), offers=True)
+    async with dvm.running(), paying(relay_url, buyer) as customer:
+        job = await customer.request("text", input="open", max_price_msat=PRICE)
+        result = await job.result(timeout=WAIT)
+    assert (result.content, result.dvm) == ("OPEN", dvm.public_key)
+    assert dev_wallet.balance(buyer.client) == 100_000 - PRICE
+    assert dev_wallet.balance(seller.client) == PRICE
+
+
+@pytest.mark.parametrize("target", ["text", 5050])
+async def test_a_zap_pays_a_dvm_that_takes_only_zaps(
+    relay_url: str, dev_wallet: DevWallet, target: str | int
+) -> None:
+    lnurl_account = dev_wallet.create_account(name="lnurl")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    async with (
+        NWCClient(lnurl_account, timeout=WAIT) as receiving,
+        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay_url]) as server,
+    ):
+        dvm = priced(relay_url, ZapPayments(address=server.address("dvm")))
+        async with dvm.running(), paying(relay_url, buyer) as customer:
+            job = await customer.request(
+                target, input="zap", to=dvm.public_key, max_price_msat=PRICE
+            )
+            result = await job.result(timeout=WAIT)
+    assert result.content == "ZAP"
+    assert dev_wallet.balance(buyer.client) == 100_000 - PRICE
+    assert dev_wallet.balance(lnurl_account.client) == PRICE
+    paid = [u for u in [u async for u in job.updates()] if u.type is UpdateType.PAID]
+    assert [(u.method, u.amount_msat) for u in paid] == [("zap", PRICE)]
+
+
+async def test_a_private_job_is_never_paid_by_zap(relay_url: str, dev_wallet: DevWallet) -> None:
+    """A zap request is signed by the customer and names the DVM and the job, and its
+    receipt is public: a private job does not pay that way."""
+    lnurl_account = dev_wallet.create_account(name="lnurl")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    async with (
+        NWCClient(lnurl_account, timeout=WAIT) as receiving,
+        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay_url]) as server,
+    ):
+        dvm = priced(relay_url, ZapPayments(address=server.address("dvm")))
+        async with dvm.running(), paying(relay_url, buyer) as customer:
+            job = await customer.request(
+                "text", input="x", to=dvm.public_key, encrypt=True, max_price_msat=PRICE
+            )
+            with pytest.raises(PaymentRequired) as caught:
+                await job.result(timeout=WAIT)
+    assert "a private job does not zap" in str(caught.value)
+    assert dev_wallet.balance(buyer.client) == 100_000
+    assert dev_wallet.balance(lnurl_account.client) == 0

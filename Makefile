@@ -35,8 +35,9 @@ $(MINT_STAMP): $(MINT_REQS)
 
 mint: $(MINT_STAMP)
 
-demo: $(STAMP)
-	$(BIN)/dvm demo
+# The demo's Cashu step starts the nutshell mint that `make mint` installs.
+demo: $(STAMP) $(MINT_STAMP)
+	DVMKIT_MINT_BIN=$(MINT_VENV)/bin/mint $(BIN)/dvm demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

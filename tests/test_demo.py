@@ -1,9 +1,11 @@
-"""``dvm demo --once`` runs a whole DVM economy; these check every step against the corpus."""
+"""``dvm demo --once`` runs a whole DVM economy; these check every step against the corpus, and
+the paid ones against the wallets' balances."""
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,10 +15,25 @@ from typing import Any
 import pytest
 
 from dvmkit import demo
+from dvmkit.demo.mint import mint_binary
+from dvmkit.errors import DVMError
 from dvmkit.nostr.event import Event
 from dvmkit.relay.server import Relay
 
 DVM_SCRIPT = Path(sys.executable).parent / "dvm"
+# The mint `make mint` installs (`make test` depends on it), named absolutely so the demo
+# finds it whatever directory pytest runs from.
+MINT_BIN = Path(__file__).resolve().parents[1] / ".venv-mint" / "bin" / "mint"
+
+
+def run_demo(mint_bin: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DVM_SCRIPT), "demo", "--once", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DVMKIT_MINT_BIN": str(mint_bin)},
+    )
 
 
 def expected_search(events: list[Event], word: str) -> set[str]:
@@ -35,12 +52,7 @@ def expected_trending(events: list[Event], limit: int) -> list[str]:
 
 
 def test_dvm_demo_once_succeeds_at_every_step() -> None:
-    run = subprocess.run(
-        [str(DVM_SCRIPT), "demo", "--once", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_demo(MINT_BIN)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     steps = {line["step"]: line for line in lines}
@@ -52,6 +64,8 @@ def test_dvm_demo_once_succeeds_at_every_step() -> None:
         "chain",
         "private",
         "failover",
+        "paid",
+        "cashu",
     ]
     assert all(line["ok"] for line in lines), lines
     got: dict[str, Any] = {name: line["result"] for name, line in steps.items()}
@@ -61,7 +75,8 @@ def test_dvm_demo_once_succeeds_at_every_step() -> None:
 
     assert got["discover"]["dead"] == ["Old Translator"]
     builtins = [f"dvmkit {name}" for name in demo.BUILTINS]
-    assert got["discover"]["live"] == sorted(["Swift Digest", "Steady Digest", *builtins])
+    priced = ["Lightning Digest", "Ecash Digest"]
+    assert got["discover"]["live"] == sorted(["Swift Digest", "Steady Digest", *priced, *builtins])
 
     offers = got["offers"]["offers"]
     assert sorted(o["dvm"] for o in offers) == ["Steady Digest", "Swift Digest"]
@@ -94,11 +109,56 @@ def test_dvm_demo_once_succeeds_at_every_step() -> None:
     assert failover["result"] == demo.text_stats(demo.FAILOVER_TEXT)
     assert "killing" in run.stderr
 
+    paid = got["paid"]
+    assert (paid["by"], paid["method"]) == ("Lightning Digest", "bolt11")
+    assert paid["price_msat"] == paid["paid_msat"] == demo.PRICE_MSAT == 21_000
+    start = demo.CUSTOMER_DEPOSIT_MSAT
+    assert paid["customer_msat"] == {"before": start, "after": start - demo.PRICE_MSAT}
+    assert paid["dvm_msat"] == {"before": 0, "after": demo.PRICE_MSAT}
+    assert paid["result"] == demo.text_stats(demo.PAID_TEXT)
+
+    cashu = got["cashu"]
+    assert (cashu["by"], cashu["method"]) == ("Ecash Digest", "cashu")
+    assert cashu["mint"].startswith("http://127.0.0.1:")
+    assert cashu["paid_sat"] == 21
+    assert cashu["customer_sat"] == {"before": demo.CUSTOMER_SATS, "after": demo.CUSTOMER_SATS - 21}
+    assert cashu["dvm_sat"] == {"before": 0, "after": 21}
+    assert cashu["result"] == demo.text_stats(demo.CASHU_TEXT)
+
+
+def test_without_a_mint_the_cashu_step_fails_naming_what_is_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-venv" / "bin" / "mint"
+    run = run_demo(missing)
+    assert run.returncode == 1
+    lines = {json.loads(line)["step"]: json.loads(line) for line in run.stdout.splitlines()}
+    assert [name for name, line in lines.items() if not line["ok"]] == ["cashu"]
+    error = lines["cashu"]["error"]
+    assert f"the Cashu mint is not installed ({missing} is missing)" in error
+    assert "make mint" in error
+    assert lines["paid"]["ok"]  # the dev wallet needs no mint
+    assert "demo failed at step(s): cashu" in run.stderr
+
+
+async def test_a_mint_that_exits_is_reported_with_its_last_words(tmp_path: Path) -> None:
+    broken = tmp_path / "mint"
+    broken.write_text("#!/bin/sh\necho 'no database here' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    async with demo.DemoMint(broken) as mint:
+        with pytest.raises(DVMError, match="the Cashu mint exited with 3: no database here"):
+            await mint.url()
+
+
+def test_the_mint_is_the_option_then_the_environment_then_make_mints() -> None:
+    env = {"DVMKIT_MINT_BIN": "/opt/nutshell/mint"}
+    assert mint_binary("/usr/local/bin/mint", env) == Path("/usr/local/bin/mint")
+    assert mint_binary(None, env) == Path("/opt/nutshell/mint")
+    assert mint_binary(None, {}) == demo.DEFAULT_MINT_BIN == Path(".venv-mint/bin/mint")
+
 
 async def test_a_missing_dvm_fails_its_step_and_the_demo_names_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = await demo.run(once=True, port=0, without=("search",))
+    code = await demo.run(once=True, port=0, without=("search",), mint_bin=MINT_BIN)
     out, err = capsys.readouterr()
     lines = {json.loads(line)["step"]: json.loads(line) for line in out.splitlines()}
     assert code != 0

@@ -36,11 +36,17 @@ app.add_typer(wallet.wallet_app, name="wallet")
 def demo_command(
     once: bool = typer.Option(False, "--once", help="Run the session, then exit (0: all ok)."),
     port: int = typer.Option(10547, help="The relay's port; a random one when busy, or 0."),
+    mint_bin: str | None = typer.Option(
+        None,
+        "--mint-bin",
+        help="nutshell's `mint`, for the Cashu step [default: $DVMKIT_MINT_BIN, "
+        "else .venv-mint/bin/mint]",
+    ),
 ) -> None:
     """Run a small DVM economy on this machine and a customer session against it."""
     from dvmkit.demo import main as demo_main  # the demo loads everything: only when asked
 
-    raise typer.Exit(demo_main(once=once, port=port))
+    raise typer.Exit(demo_main(once=once, port=port, mint_bin=mint_bin))
 
 
 def main() -> None:

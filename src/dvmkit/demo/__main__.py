@@ -1,4 +1,4 @@
-"""``python -m dvmkit.demo [--once] [--port N]``: the same session as ``dvm demo``."""
+"""``python -m dvmkit.demo [--once] [--port N] [--mint-bin PATH]``: the session of ``dvm demo``."""
 
 from __future__ import annotations
 

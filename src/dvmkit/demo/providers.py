@@ -1,8 +1,12 @@
-"""The demo's providers: which built-ins run, the two competing digest DVMs, and the dead one.
+"""The demo's providers: which built-ins run, the competing digest DVMs, the priced ones, and
+the dead one.
 
 The digest providers bid on open requests (``DVM(offers=True)``) with different ETAs, and one
-of them can be stalled mid-job and stopped, for the failover step. The dead DVM only exists as
-an announcement and a heartbeat 30 minutes old: nothing runs.
+of them can be stalled mid-job and stopped, for the failover step. The two priced digest DVMs
+(:data:`PRICE_MSAT` a job) serve a category of their own, so the free steps never meet them:
+one is paid by bolt11 into its account at the demo's dev wallet (NWC), the other in Cashu
+ecash of the demo's mint. The dead DVM only exists as an announcement and a heartbeat 30
+minutes old: nothing runs.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from typing import Any
 import orjson
 
 from dvmkit.nostr.event import Event
-from dvmkit.provider import DVM, Limits
+from dvmkit.payments.devwallet import DevWallet
+from dvmkit.provider import DVM, Limits, PaymentProcessor
+from dvmkit.provider.payments import CashuPayments, NWCPayments
 from dvmkit.relay.pool import RelayPool
 
 CATEGORY = "digest"
+PAID_CATEGORY = "paid-digest"
+PRICE_MSAT = 21_000
 BUILTINS = ("echo", "pow", "search", "count", "trending")
 LIMITS = Limits(processing_notice=0.25, job_input_wait=5.0, input_timeout=5.0)
 
@@ -75,6 +83,66 @@ def digest_dvm(name: str, relay: str, *, eta: int, work: float) -> Contender:
         return {"notes": len(found), **text_stats("\n".join(found[i] for i in ids if i in found))}
 
     return contender
+
+
+@dataclass(eq=False)
+class LightningDVM:
+    """The priced digest DVM paid by bolt11: its account at the dev wallet takes the money."""
+
+    dvm: DVM
+    bank: DevWallet
+    account: str  # the account's client pubkey (its URI is the DVM's secret)
+
+    @property
+    def balance_msat(self) -> int:
+        return self.bank.balance(self.account)
+
+
+@dataclass(eq=False)
+class CashuDVM:
+    """The priced digest DVM paid in ecash of one mint; its proofs are its balance."""
+
+    dvm: DVM
+    payments: CashuPayments
+
+    @property
+    def balance_sat(self) -> int:
+        return self.payments.wallet.balance
+
+
+def lightning_dvm(relay: str, bank: DevWallet) -> LightningDVM:
+    """ "Lightning Digest": :data:`PRICE_MSAT` a job, by invoices of a fresh dev-wallet account."""
+    uri = bank.create_account(name="Lightning Digest")
+    # The wallet's payment_received notification wakes the check; the poll is the fallback.
+    payments = NWCPayments(uri, poll_interval=0.5, timeout=10.0)
+    dvm = priced_dvm("Lightning Digest", relay, payments, about="by bolt11 (NWC)")
+    return LightningDVM(dvm, bank, uri.client)
+
+
+def cashu_dvm(relay: str, mint_url: str) -> CashuDVM:
+    """ "Ecash Digest": :data:`PRICE_MSAT` a job, in tokens of ``mint_url`` (kept in memory)."""
+    payments = CashuPayments(mint_url=mint_url)
+    dvm = priced_dvm("Ecash Digest", relay, payments, about=f"in Cashu of {mint_url}")
+    return CashuDVM(dvm, payments)
+
+
+def priced_dvm(name: str, relay: str, payments: PaymentProcessor, *, about: str) -> DVM:
+    """A digest provider that runs a job only once ``payments`` confirms it was paid."""
+    dvm = DVM(
+        name=name,
+        about=f"Word statistics of a text; {PRICE_MSAT // 1000} sat a job, {about}",
+        categories=[PAID_CATEGORY],
+        relays=[relay],
+        limits=LIMITS,
+        price_msat=PRICE_MSAT,
+        payments=payments,
+    )
+
+    @dvm.job
+    async def digest(input: str) -> dict[str, Any]:
+        return text_stats(input)
+
+    return dvm
 
 
 def _note_ids(text: str) -> list[str] | None:

@@ -1,7 +1,10 @@
-"""The demo session: start the relay and the DVMs, run the steps, then serve or exit.
+"""The demo session: start the mint, the relay, the dev wallet and the DVMs, run the steps, then
+serve or exit.
 
-``run`` owns every task it starts (one TaskGroup: the relay's lifetime bounds the DVMs');
-``main`` is the command-line entry, which turns SIGINT/SIGTERM into a clean cancellation.
+``run`` owns every task and process it starts (one TaskGroup: the relay's and the dev wallet's
+lifetimes bound the DVMs'; the mint outlives them all); ``main`` is the command-line entry,
+which reads ``--mint-bin`` or ``$DVMKIT_MINT_BIN`` and turns SIGINT/SIGTERM into a clean
+cancellation.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import shlex
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import orjson
 from rich.table import Table
@@ -20,21 +24,35 @@ from rich.table import Table
 from dvmkit import dvms
 from dvmkit.customer import Customer, CustomerTimeouts
 from dvmkit.demo.corpus import corpus, demo_keys
-from dvmkit.demo.providers import BUILTINS, LIMITS, Contender, dead_dvm_events, digest_dvm
+from dvmkit.demo.mint import DEFAULT_MINT_BIN, DemoMint, mint_binary
+from dvmkit.demo.providers import (
+    BUILTINS,
+    LIMITS,
+    PRICE_MSAT,
+    CashuDVM,
+    Contender,
+    cashu_dvm,
+    dead_dvm_events,
+    digest_dvm,
+    lightning_dvm,
+)
 from dvmkit.demo.steps import (
     SEARCH_WORD,
     Demo,
     console,
     run_step,
+    step_cashu,
     step_chain,
     step_discover,
     step_failover,
     step_legacy,
     step_offers,
+    step_paid,
     step_private,
     step_seed,
 )
-from dvmkit.errors import RelayError
+from dvmkit.errors import DVMError, RelayError
+from dvmkit.payments.devwallet import DevWallet
 from dvmkit.provider import DVM
 from dvmkit.relay.pool import RelayPool
 from dvmkit.relay.server import Relay
@@ -61,41 +79,80 @@ async def open_relay(port: int) -> AsyncIterator[Relay]:
         await relay.__aexit__(None, None, None)
 
 
-async def _serve(dvm: DVM, stop: asyncio.Event, ready: asyncio.Event) -> None:
-    async with dvm.running():
-        ready.set()
-        await stop.wait()
+async def _serve(dvm: DVM, stop: asyncio.Event, ready: asyncio.Future[None]) -> None:
+    try:
+        async with dvm.running():
+            ready.set_result(None)
+            await stop.wait()
+    except DVMError as exc:
+        if ready.done():
+            raise
+        ready.set_exception(exc)  # it never started: whoever waits for it is told why
 
 
-async def run(*, once: bool, port: int = DEFAULT_PORT, without: Sequence[str] = ()) -> int:
+async def run(
+    *,
+    once: bool,
+    port: int = DEFAULT_PORT,
+    without: Sequence[str] = (),
+    mint_bin: Path = DEFAULT_MINT_BIN,
+) -> int:
     """The whole demo; returns the exit code (0 when every step succeeded).
 
     Args:
         once: run the session and return, instead of serving until cancelled.
         port: the relay's port (10547 by default; a random one when busy, or with 0).
         without: built-in DVMs not to start (to see a step fail).
+        mint_bin: nutshell's ``mint``, started for the Cashu step (which fails, naming it,
+            when it is missing).
     """
     base = int(time.time()) - 3600
-    async with open_relay(port) as relay, asyncio.TaskGroup() as tg:
+    # The mint boots (1-2 s) while the relay, the wallet and the DVMs start.
+    async with (
+        DemoMint(mint_bin) as mint,
+        open_relay(port) as relay,
+        DevWallet(relays=[relay.url]) as bank,
+        asyncio.TaskGroup() as tg,
+    ):
         url = relay.url
         console.print(f"[bold]dvmkit relay[/] on {url} (events in memory)")
+        console.print(f"[bold]dev wallet[/] (NIP-47, in memory) {bank.pubkey[:12]} on {url}")
         events = [*corpus(base), *dead_dvm_events(url, int(time.time()))]
         async with RelayPool(relays=[url], fetch_info=False) as pool:
             accepted = [(await pool.publish(event)).ok for event in events]
         swift = digest_dvm("Swift Digest", url, eta=1, work=0.05)
         steady = digest_dvm("Steady Digest", url, eta=3, work=0.4)
-        running: list[tuple[DVM, asyncio.Event]] = [
+        lightning = lightning_dvm(url, bank)
+        waiting: list[tuple[DVM, asyncio.Event]] = [
             (swift.dvm, swift.stop),
             (steady.dvm, steady.stop),
+            (lightning.dvm, asyncio.Event()),
         ]
         for name in BUILTINS:
             if name not in without:
-                running.append((dvms.build(name, relays=[url], limits=LIMITS), asyncio.Event()))
+                waiting.append((dvms.build(name, relays=[url], limits=LIMITS), asyncio.Event()))
+        running: list[tuple[DVM, asyncio.Event]] = []
         serving: dict[DVM, asyncio.Task[None]] = {}
-        for dvm, stop in running:
-            ready = asyncio.Event()
+
+        async def start(dvm: DVM, stop: asyncio.Event) -> None:
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             serving[dvm] = tg.create_task(_serve(dvm, stop, ready), name=dvm.name)
-            await ready.wait()
+            await ready
+            running.append((dvm, stop))
+
+        for dvm, stop in waiting:
+            await start(dvm, stop)
+        ecash: CashuDVM | str
+        try:
+            ecash = cashu_dvm(url, await mint.url())
+            await start(ecash.dvm, asyncio.Event())
+        except DVMError as exc:
+            ecash = str(exc)
+            console.print(f"[yellow]Cashu mint[/]: {exc}")
+        else:
+            console.print(
+                f"[bold]Cashu mint[/] (nutshell, FakeWallet) on {ecash.payments.mint_url}"
+            )
 
         async def kill(contender: Contender) -> None:
             contender.stop.set()
@@ -104,7 +161,17 @@ async def run(*, once: bool, port: int = DEFAULT_PORT, without: Sequence[str] = 
         names = {dvm.public_key: dvm.name for dvm, _ in running}
         started = [dvm.name for dvm, _ in running]
         async with Customer(relays=[url], timeouts=TIMEOUTS) as customer:
-            demo = Demo(url, base, names, swift, steady, started, customer)
+            demo = Demo(
+                relay=url,
+                base=base,
+                names=names,
+                swift=swift,
+                steady=steady,
+                started=started,
+                customer=customer,
+                lightning=lightning,
+                ecash=ecash,
+            )
             await run_step(demo, "seed", "the relay and its corpus", step_seed(demo, accepted))
             await run_step(demo, "discover", "who is out there", step_discover(demo))
             await run_step(demo, "offers", "an open request: offers, a winner", step_offers(demo))
@@ -116,6 +183,13 @@ async def run(*, once: bool, port: int = DEFAULT_PORT, without: Sequence[str] = 
                 demo, "private", "a private job: only gift wraps on the relay", step_private(demo)
             )
             await run_step(demo, "failover", "a provider dies mid-job", step_failover(demo, kill))
+            sats = PRICE_MSAT // 1000
+            await run_step(
+                demo, "paid", f"a paid job: {sats} sat by bolt11, over NWC", step_paid(demo)
+            )
+            await run_step(
+                demo, "cashu", f"a paid job: {sats} sat in Cashu ecash", step_cashu(demo)
+            )
         failed = [s["step"] for s in demo.steps if not s["ok"]]
         _summary(demo)
         if not once:
@@ -160,15 +234,26 @@ async def _serve_forever(url: str, *, port_used: bool) -> None:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, once: bool | None = None, port: int | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    once: bool | None = None,
+    port: int | None = None,
+    mint_bin: str | None = None,
 ) -> int:
-    """Run the demo from the command line (``python -m dvmkit.demo [--once] [--port N]``)."""
+    """Run the demo from the command line
+    (``python -m dvmkit.demo [--once] [--port N] [--mint-bin PATH]``).
+
+    The mint is ``mint_bin`` (``--mint-bin``), else ``$DVMKIT_MINT_BIN``, else
+    ``.venv-mint/bin/mint`` in the current directory (what ``make mint`` makes).
+    """
     if once is None or port is None:
         parser = argparse.ArgumentParser(prog="dvm demo")
         parser.add_argument("--once", action="store_true")
         parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+        parser.add_argument("--mint-bin", help="nutshell's mint (default .venv-mint/bin/mint)")
         args = parser.parse_args(argv)
-        once, port = args.once, args.port
+        once, port, mint_bin = args.once, args.port, args.mint_bin
+    binary = mint_binary(mint_bin)
 
     async def guarded() -> int:
         task = asyncio.current_task()
@@ -176,7 +261,7 @@ def main(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        return await run(once=bool(once), port=int(port))
+        return await run(once=bool(once), port=int(port), mint_bin=binary)
 
     try:
         return asyncio.run(guarded())

@@ -19,10 +19,19 @@ from rich.table import Table
 from dvmkit.customer import Customer, Update, UpdateType
 from dvmkit.customer import Job as CustomerJob
 from dvmkit.demo.corpus import corpus
-from dvmkit.demo.providers import CATEGORY, Contender
+from dvmkit.demo.providers import (
+    CATEGORY,
+    PAID_CATEGORY,
+    PRICE_MSAT,
+    CashuDVM,
+    Contender,
+    LightningDVM,
+)
 from dvmkit.errors import DVMError
 from dvmkit.nostr.event import sign_event
 from dvmkit.nostr.giftwrap import wrap_signed
+from dvmkit.payments.cashu import CashuWallet
+from dvmkit.payments.nwc import NWCClient
 
 SEARCH_WORD = "lightning"
 TRENDING_COUNT = 5
@@ -32,6 +41,11 @@ TEXT = (
 )
 FAILOVER_TEXT = "A provider can vanish mid-job; the customer notices the silence and moves on."
 PRIVATE_TEXT = "Whisper this one: gift-wrapped to the provider, the relay sees a sealed envelope."
+PAID_TEXT = "Twenty-one sats for a digest: the invoice is paid before the work is done."
+CASHU_TEXT = "Ecash pays this one: a token the provider swaps at its mint before it works."
+#: What the customer's dev-wallet account starts with (msat), and its Cashu wallet (sat).
+CUSTOMER_DEPOSIT_MSAT = 100_000
+CUSTOMER_SATS = 100
 STEP_SECONDS = 15.0
 console = Console(stderr=True, highlight=False)
 
@@ -47,6 +61,9 @@ class Demo:
     steady: Contender
     started: list[str]
     customer: Customer
+    lightning: LightningDVM
+    #: The Cashu-paid DVM, or why there is none (no mint).
+    ecash: CashuDVM | str
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def name(self, pubkey: str | None) -> str:
@@ -62,6 +79,10 @@ class Demo:
                 extra = f" {update.amount_msat} msat, eta {update.event.tag_value('eta')} s"
             elif update.type is UpdateType.CHOSEN:
                 extra = f" ({update.content})"
+            elif update.type is UpdateType.PAYMENT_REQUIRED:
+                extra = f" {update.amount_msat} msat by {', '.join(update.methods) or 'bolt11'}"
+            elif update.type is UpdateType.PAID:
+                extra = f" {update.amount_msat} msat by {update.method}"
             who = f" [cyan]{self.name(update.dvm)}[/]" if update.dvm else ""
             console.print(f"    {update.type.value}{who}{extra}")
         return seen
@@ -230,6 +251,106 @@ async def step_failover(demo: Demo, kill: Callable[[Contender], Awaitable[None]]
         "summary": f"{demo.swift.dvm.name} killed; {demo.name(result.dvm)} answered: "
         + _words(content),
     }
+
+
+async def step_paid(demo: Demo) -> dict[str, Any]:
+    """A priced DVM paid by bolt11 from the customer's own dev-wallet account, over NWC."""
+    seller = demo.lightning
+    bank = seller.bank
+    uri = bank.create_account(name="demo customer", deposit_msat=CUSTOMER_DEPOSIT_MSAT)
+    name = seller.dvm.name
+    console.print(
+        f"    the dev wallet opens the customer an account with {CUSTOMER_DEPOSIT_MSAT} msat;"
+        f" {name} asks {PRICE_MSAT} msat a job; the customer pays up to {PRICE_MSAT}"
+    )
+    customer_before, dvm_before = bank.balance(uri.client), seller.balance_msat
+    async with (
+        NWCClient(uri, timeout=10.0) as wallet,
+        Customer(relays=[demo.relay], wallet=wallet, timeouts=demo.customer.timeouts) as buyer,
+    ):
+        job = await buyer.request(
+            PAID_CATEGORY, input=PAID_TEXT, to=seller.dvm.public_key, max_price_msat=PRICE_MSAT
+        )
+        updates = await demo.narrate(job)
+        result = await job.result(timeout=1)
+    customer_after, dvm_after = bank.balance(uri.client), seller.balance_msat
+    paid = _paid(updates)
+    console.print(
+        f"    customer {customer_before} → {customer_after} msat; "
+        f"{name} {dvm_before} → {dvm_after} msat"
+    )
+    if paid != [(PRICE_MSAT, "bolt11")]:
+        raise DVMError(f"the customer paid {paid}, not {PRICE_MSAT} msat once by bolt11")
+    if customer_before - customer_after != PRICE_MSAT or dvm_after - dvm_before != PRICE_MSAT:
+        raise DVMError(
+            f"the balances moved by {customer_after - customer_before} msat (customer) and "
+            f"{dvm_after - dvm_before} msat ({name}), not by the price, {PRICE_MSAT} msat"
+        )
+    content = _content(result)
+    return {
+        "by": demo.name(result.dvm),
+        "price_msat": PRICE_MSAT,
+        "paid_msat": paid[0][0],
+        "method": paid[0][1],
+        "customer_msat": {"before": customer_before, "after": customer_after},
+        "dvm_msat": {"before": dvm_before, "after": dvm_after},
+        **content,
+        "summary": f"paid {name} {PRICE_MSAT} msat by bolt11 (NWC): customer "
+        f"{customer_before} → {customer_after} msat; " + _words(content),
+    }
+
+
+async def step_cashu(demo: Demo) -> dict[str, Any]:
+    """A priced DVM paid with a Cashu token minted at the demo's mint."""
+    seller = demo.ecash
+    if isinstance(seller, str):
+        raise DVMError(seller)
+    name, mint_url = seller.dvm.name, seller.payments.mint_url
+    wallet = CashuWallet(mint_url=mint_url)
+    await wallet.mint(await wallet.request_mint(CUSTOMER_SATS))
+    price_sat = PRICE_MSAT // 1000
+    console.print(
+        f"    the customer mints {wallet.balance} sat at {mint_url} (its FakeWallet pays the"
+        f" quote); {name} asks {price_sat} sat in tokens of that mint"
+    )
+    customer_before, dvm_before = wallet.balance, seller.balance_sat
+    async with Customer(
+        relays=[demo.relay], cashu=wallet, timeouts=demo.customer.timeouts
+    ) as buyer:
+        job = await buyer.request(
+            PAID_CATEGORY, input=CASHU_TEXT, to=seller.dvm.public_key, max_price_msat=PRICE_MSAT
+        )
+        updates = await demo.narrate(job)
+        result = await job.result(timeout=1)
+    customer_after, dvm_after = wallet.balance, seller.balance_sat
+    paid = _paid(updates)
+    console.print(
+        f"    customer {customer_before} → {customer_after} sat; "
+        f"{name}'s ecash {dvm_before} → {dvm_after} sat"
+    )
+    if paid != [(PRICE_MSAT, "cashu")]:
+        raise DVMError(f"the customer paid {paid}, not {price_sat} sat once in Cashu")
+    if customer_before - customer_after != price_sat or dvm_after - dvm_before != price_sat:
+        raise DVMError(
+            f"the ecash moved by {customer_after - customer_before} sat (customer) and "
+            f"{dvm_after - dvm_before} sat ({name}), not by the price, {price_sat} sat"
+        )
+    content = _content(result)
+    return {
+        "by": demo.name(result.dvm),
+        "mint": mint_url,
+        "paid_sat": price_sat,
+        "method": paid[0][1],
+        "customer_sat": {"before": customer_before, "after": customer_after},
+        "dvm_sat": {"before": dvm_before, "after": dvm_after},
+        **content,
+        "summary": f"paid {name} {price_sat} sat in Cashu; its ecash is {dvm_after} sat: "
+        + _words(content),
+    }
+
+
+def _paid(updates: list[Update]) -> list[tuple[int | None, str | None]]:
+    return [(u.amount_msat, u.method) for u in updates if u.type is UpdateType.PAID]
 
 
 def _eta(update: Update) -> int | None:

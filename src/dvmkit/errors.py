@@ -16,6 +16,8 @@ so callers never need to catch anything else::
     ├── RelayError               a relay connection failed or refused (carries the url)
     ├── PaymentError             a payment could not be made or confirmed
     │   ├── PaymentRequired      a DVM asked for a payment the customer will not or cannot make
+    │   ├── PaymentFailed        the customer's wallet, mint or LNURL service failed to pay
+    │   │                        (customer.paying)
     │   ├── InvalidInvoice       a BOLT-11 invoice that does not decode or check out
     │   │                        (payments.bolt11)
     │   ├── WalletError          a NIP-47 wallet answered with an error; ``code`` is NIP-47's
@@ -31,6 +33,7 @@ so callers never need to catch anything else::
     ├── StoreError               the job store could not read or write (sqlite/postgres)
     ├── JobError                 a job failed; carries a NIP-90/#1941 error code
     │   ├── JobFailed            the DVM answered ``error`` (customer side; carries the DVM)
+    │   │   └── JobRefunded      ... of a paid job, and gave money back (customer.budget)
     │   └── JobCancelled         the job was cancelled before it produced a result
     └── NoAnswer                 no live DVM answered in time (customer side)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from dvmkit.customer import Customer, JobRefunded, UpdateType
+from dvmkit.customer.paying import Ask, Payer
 from dvmkit.errors import JobError, PaymentRequired
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.keys import Keys
@@ -247,7 +249,8 @@ async def test_a_zap_pays_a_dvm_that_takes_only_zaps(
 
 async def test_a_private_job_is_never_paid_by_zap(relay_url: str, dev_wallet: DevWallet) -> None:
     """A zap request is signed by the customer and names the DVM and the job, and its
-    receipt is public: a private job does not pay that way."""
+    receipt is public: the DVM offers no zap for a private job, and the customer, with
+    nothing else it could pay with, pays nothing."""
     lnurl_account = dev_wallet.create_account(name="lnurl")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     async with (
@@ -261,6 +264,24 @@ async def test_a_private_job_is_never_paid_by_zap(relay_url: str, dev_wallet: De
             )
             with pytest.raises(PaymentRequired) as caught:
                 await job.result(timeout=WAIT)
-    assert "a private job does not zap" in str(caught.value)
+            asked = [u async for u in job.updates() if u.type is UpdateType.PAYMENT_REQUIRED]
+    assert [dict(u.methods) for u in asked] == [{}]
+    assert "takes no method it names" in str(caught.value)
     assert dev_wallet.balance(buyer.client) == 100_000
     assert dev_wallet.balance(lnurl_account.client) == 0
+
+
+def test_the_customer_itself_never_zaps_for_a_private_job(dev_wallet: DevWallet) -> None:
+    # Its own rule too, whatever a DVM offers: a zap would publish the job's id.
+    uri = dev_wallet.create_account(name="alice")
+    payer = Payer(keys=Keys.generate(), wallet=NWCClient(uri))
+    ask = Ask(
+        dvm="d" * 64,
+        request_id="e" * 64,
+        amount_msat=PRICE,
+        bolt11=None,
+        methods={"zap": "dvm@127.0.0.1:1"},
+        cap_msat=PRICE,
+    )
+    assert payer.method_for(ask) == "zap"
+    assert payer.method_for(dataclasses.replace(ask, private=True)) is None

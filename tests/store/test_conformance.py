@@ -401,3 +401,28 @@ async def test_owed_jobs_are_listed_and_survive_a_reopen(store_factory: StoreFac
     async with store_factory() as store:  # reopened
         assert [r.id for r in await store.list_jobs(refund=OWED)] == [owed.id]
         assert [r.id for r in await store.list_jobs(refund=REFUNDED)] == [refunded.id]
+
+
+async def test_a_late_payment_is_entered_once_and_its_ended_job_owes_it(
+    store_factory: StoreFactory,
+) -> None:
+    cancelled = make_record(state=S.CANCELLED, price_msat=21_000)
+    waiting = make_record(state=S.PAYMENT_REQUIRED, price_msat=21_000)
+    late = PaymentEntry("c" * 64, cancelled.id, "cashu", 21_000)
+    async with store_factory() as store:
+        await store.insert(cancelled)
+        await store.insert(waiting)
+        # Only for a job that ended unpaid: a waiting one takes its payment by transition.
+        assert not await store.late_payment(dataclasses.replace(late, job_id=waiting.id))
+        assert await store.late_payment(late)
+        assert not await store.late_payment(late)  # once
+        got = await store.get(cancelled.id)
+        assert got is not None
+        assert (got.state, got.paid_msat, got.payment_method, got.refund) == (
+            S.CANCELLED,
+            21_000,
+            "cashu",
+            OWED,
+        )
+        assert [(e.key, e.job_id) for e in await store.payments()] == [(late.key, cancelled.id)]
+        assert (await store.get(waiting.id)) == waiting

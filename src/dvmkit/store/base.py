@@ -214,6 +214,18 @@ class JobStore(Protocol):
         """
         ...
 
+    async def late_payment(self, payment: PaymentEntry) -> bool:
+        """Enter a payment confirmed for a job that had already ended unpaid (cancelled or
+        expired while the payment came): the ledger row, and the job's ``paid_msat``,
+        ``payment_method`` and ``refund = OWED``, in one transaction. Money that came is
+        never unrecorded.
+
+        Returns:
+            False (nothing written) when the key is already in the ledger, or the job is
+            unknown, unfinished, or already paid.
+        """
+        ...
+
     async def get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
         ...

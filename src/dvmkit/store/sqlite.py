@@ -25,6 +25,7 @@ from typing import Any, Literal, Self
 from dvmkit.store import schema
 from dvmkit.store.base import (
     KEEP,
+    OWED,
     JobRecord,
     JobStore,
     Keep,
@@ -193,6 +194,27 @@ class SQLiteJobStore(JobStore):
             return True
 
         return await self._worker.submit(op, write=True, what="transition", job_id=job_id)
+
+    async def late_payment(self, payment: PaymentEntry) -> bool:
+        clock = self._clock
+        marks = ", ".join("?" * len(schema.FINISHED))
+        update = (
+            "UPDATE jobs SET paid_msat = ?, payment_method = ?, refund = ?, updated_at = ?"
+            f" WHERE id = ? AND paid_msat = 0 AND state IN ({marks})"
+        )
+
+        def op(db: sqlite3.Connection) -> bool:
+            now = clock()
+            row = (payment.key, payment.job_id, payment.method, payment.amount_msat, now)
+            if db.execute(schema.INSERT_PAYMENT, row).rowcount != 1:
+                return False
+            values = (payment.amount_msat, payment.method, OWED, now, payment.job_id)
+            if db.execute(update, (*values, *schema.FINISHED)).rowcount != 1:
+                db.execute("DELETE FROM payments WHERE key = ?", (payment.key,))
+                return False
+            return True
+
+        return await self._worker.submit(op, write=True, what="late_payment", job_id=payment.job_id)
 
     async def mark_sent(self, event_ids: Iterable[str]) -> int:
         ids = [(event_id,) for event_id in event_ids]

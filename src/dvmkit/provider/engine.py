@@ -55,6 +55,7 @@ from dvmkit.store import OWED, REFUNDED, JobRecord, JobState, JobStore, PaymentE
 log = logging.getLogger("dvmkit.provider")
 
 _NOT_FINISHED = frozenset(s for s in JobState if not s.terminal)
+_UNPAID = frozenset({JobState.RECEIVED, JobState.PAYMENT_REQUIRED})
 
 #: ``optional``: plain and private jobs; ``required``: private jobs only (gift-wrapped, or
 #: NIP-90 encrypted params); ``off``: gift wraps are not read (legacy encrypted params still are).
@@ -598,7 +599,7 @@ class Engine:
         if paid.amount_msat < price:
             # Money came, but not enough: recorded and owed back, never silently kept.
             message = f"received {paid.amount_msat} of {price} msat; it is owed back to you"
-            await self.ledger.fail(
+            if not await self.ledger.fail(
                 request,
                 ErrorCode.PAYMENT_FAILED,
                 message,
@@ -607,7 +608,8 @@ class Engine:
                 paid_msat=paid.amount_msat,
                 payment_method=paid.method,
                 payment=ledger_row,
-            )
+            ):
+                await self._not_entered(request, ledger_row)
             self._release(request.id)
             return
         moved = await self.store.transition(
@@ -619,14 +621,7 @@ class Engine:
             payment=ledger_row,
         )
         if not moved:
-            record = await self.store.get(request.id)
-            if record is not None and record.state is JobState.PAYMENT_REQUIRED:
-                # The job still waits, so the ledger refused the key: this payment (a zap
-                # receipt, an invoice) already released a job.
-                message = "that payment was already used for a job; pay this one"
-                await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
-            else:
-                log.warning("job %s: paid after it ended (%s)", request.id, record and record.state)
+            await self._not_entered(request, ledger_row)
             self._release(request.id)
             return
         entry.paid = paid
@@ -636,6 +631,23 @@ class Engine:
             self._queue.put_nowait(entry)
         else:
             self._release(request.id)  # cancelled while we waited
+
+    async def _not_entered(self, request: JobRequest, payment: PaymentEntry) -> None:
+        """A confirmed payment the ledger did not take with the job's transition: either its
+        key was used before (the job still waits: it fails), or the job ended while the
+        payment came (a cancel racing it): then it is entered late, and owed."""
+        unpaid = (JobState.PAYMENT_REQUIRED,)
+        record = await self.store.get(request.id)
+        if record is not None and record.state is JobState.PAYMENT_REQUIRED:
+            # This payment (a zap receipt, an invoice, a token) already released a job.
+            message = "that payment was already used for a job; pay this one"
+            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
+        elif await self.store.late_payment(payment):
+            log.warning(
+                "job %s: %d msat arrived after it ended; recorded as owed",
+                request.id,
+                payment.amount_msat,
+            )
 
     # -- running ------------------------------------------------------------------------------
 
@@ -735,12 +747,26 @@ class Engine:
 
     async def cancel(self, job_id: str, *, by: str) -> bool:
         """Cancel a queued or running job at its customer's request; answer ``cancelled``."""
-        record = await self.store.get(job_id)
-        if record is None or record.customer != by or record.state.terminal:
-            return False
-        entry = self._active.get(job_id)
-        request = entry.request if entry is not None else self._reparse(record)
-        if request is None or not await self.ledger.cancelled(request):
+        for _ in range(2):
+            record = await self.store.get(job_id)
+            if record is None or record.customer != by or record.state.terminal:
+                return False
+            entry = self._active.get(job_id)
+            request = entry.request if entry is not None else self._reparse(record)
+            if request is None:
+                return False
+            # A paid job cancelled before its result is owed its money back. The payment may
+            # commit between the read and the cancel: an unpaid priced job is cancelled only
+            # while still unpaid, and read again (now paid) when that fails.
+            if record.paid_msat:
+                expect, fields = _NOT_FINISHED, {"refund": OWED}
+            elif record.price_msat:
+                expect, fields = _UNPAID, {}
+            else:
+                expect, fields = _NOT_FINISHED, {}
+            if await self.ledger.cancelled(request, expect=expect, **fields):
+                break
+        else:
             return False
         if entry is not None:
             entry.job._cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from dvmkit.nostr.event import Event, Tag, UnsignedEvent
@@ -157,11 +157,16 @@ class Ledger:
         extra_tags: Sequence[Tag] = (),
         payment: PaymentEntry | None = None,
         **fields: Any,
-    ) -> None:
+    ) -> bool:
         """End the job ``error`` and say so. ``extra_tags`` go on the error (a refund);
-        ``payment`` and ``fields`` (``refund``, ``paid_msat``, ...) are committed with it."""
+        ``payment`` and ``fields`` (``refund``, ``paid_msat``, ...) are committed with it.
+
+        Returns:
+            False when nothing was written: the job was not in ``expect``, or ``payment``'s
+            key is already in the ledger.
+        """
         event = self.error(request, code, message, extra_tags)
-        if await self.store.transition(
+        if not await self.store.transition(
             request.id,
             expect=expect,
             to=to,
@@ -171,9 +176,11 @@ class Ledger:
             payment=payment,
             **fields,
         ):
-            self.counts["failed"] += 1
-            self.on_final(request.id)
-            await self.sender.send(event, request.relays)
+            return False
+        self.counts["failed"] += 1
+        self.on_final(request.id)
+        await self.sender.send(event, request.relays)
+        return True
 
     async def reject(
         self, request: JobRequest, code: str, message: str, *, store: bool = False
@@ -191,14 +198,19 @@ class Ledger:
                 return
         await self.sender.send(event, request.relays)
 
-    async def cancelled(self, request: JobRequest) -> bool:
-        """Move an unfinished job to ``cancelled`` and say so; False when it had finished."""
+    async def cancelled(
+        self, request: JobRequest, *, expect: Collection[JobState] | None = None, **fields: Any
+    ) -> bool:
+        """Move a job in one of ``expect`` (by default: any unfinished state) to
+        ``cancelled`` and say so; False when it was not in one. ``fields`` (a paid job's
+        ``refund``) are committed with it."""
         event = self.status(request, StatusKind.CANCELLED)
         if not await self.store.transition(
             request.id,
-            expect=[s for s in JobState if not s.terminal],
+            expect=[s for s in JobState if not s.terminal] if expect is None else expect,
             to=JobState.CANCELLED,
             outbox=[self.outbox(event, request)],
+            **fields,
         ):
             return False
         self.counts["cancelled"] += 1

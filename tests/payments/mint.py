@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import secrets
 import socket
 import subprocess
 import time
@@ -23,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from dvmkit.demo.mint import mint_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MINT_VENV = ROOT / ".venv-mint"
@@ -60,21 +60,7 @@ def running_mint(workdir: Path) -> Iterator[str]:
         )
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        "PATH": f"{MINT_VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "HOME": str(workdir),  # nutshell reads ~/.cashu/.env and writes ~/.cashu
-        "CASHU_DIR": str(workdir / "cashu"),
-        "MINT_BACKEND_BOLT11_SAT": "FakeWallet",
-        "MINT_LISTEN_HOST": "127.0.0.1",
-        "MINT_LISTEN_PORT": str(port),
-        "MINT_PRIVATE_KEY": secrets.token_hex(32),
-        "MINT_DATABASE": str(workdir / "db"),
-        "MINT_INPUT_FEE_PPK": "0",
-        "MINT_RATE_LIMIT": "false",  # 20 swaps a minute per IP otherwise
-        "MINT_QUOTE_BACKEND_CHECK_RATE_LIMIT": "0",
-        "FAKEWALLET_DELAY_INCOMING_PAYMENT": "0",
-        "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",
-    }
+    env = mint_env(MINT_BIN, workdir, port)
     log_path = workdir / "mint.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -39,6 +39,27 @@ def mint_binary(option: str | None, environ: dict[str, str] | None = None) -> Pa
     return Path(option or env.get("DVMKIT_MINT_BIN") or DEFAULT_MINT_BIN)
 
 
+def mint_env(binary: Path, workdir: Path, port: int) -> dict[str, str]:
+    """The environment of a throwaway nutshell mint on ``127.0.0.1:port``: FakeWallet (a
+    bolt11 quote is paid the moment it exists), a fresh database and key in ``workdir``, no
+    input fee, no rate limit. The tests' mint (tests/payments/mint.py) starts the same way."""
+    return {
+        "PATH": f"{binary.parent.resolve()}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(workdir),  # nutshell reads ~/.cashu/.env and writes ~/.cashu
+        "CASHU_DIR": str(workdir / "cashu"),
+        "MINT_BACKEND_BOLT11_SAT": "FakeWallet",
+        "MINT_LISTEN_HOST": "127.0.0.1",
+        "MINT_LISTEN_PORT": str(port),
+        "MINT_PRIVATE_KEY": secrets.token_hex(32),
+        "MINT_DATABASE": str(workdir / "db"),
+        "MINT_INPUT_FEE_PPK": "0",
+        "MINT_RATE_LIMIT": "false",  # 20 swaps a minute per IP otherwise
+        "MINT_QUOTE_BACKEND_CHECK_RATE_LIMIT": "0",
+        "FAKEWALLET_DELAY_INCOMING_PAYMENT": "0",
+        "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",
+    }
+
+
 class DemoMint:
     """nutshell's mint as a child process, from ``async with`` to its end.
 
@@ -73,21 +94,7 @@ class DemoMint:
         workdir = Path(self._dir.name)
         port = _free_port()
         self._url = f"http://127.0.0.1:{port}"
-        env = {
-            "PATH": f"{self.binary.parent.resolve()}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(workdir),  # nutshell reads ~/.cashu/.env and writes ~/.cashu
-            "CASHU_DIR": str(workdir / "cashu"),
-            "MINT_BACKEND_BOLT11_SAT": "FakeWallet",
-            "MINT_LISTEN_HOST": "127.0.0.1",
-            "MINT_LISTEN_PORT": str(port),
-            "MINT_PRIVATE_KEY": secrets.token_hex(32),
-            "MINT_DATABASE": str(workdir / "db"),
-            "MINT_INPUT_FEE_PPK": "0",
-            "MINT_RATE_LIMIT": "false",
-            "MINT_QUOTE_BACKEND_CHECK_RATE_LIMIT": "0",
-            "FAKEWALLET_DELAY_INCOMING_PAYMENT": "0",
-            "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",
-        }
+        env = mint_env(self.binary, workdir, port)
         try:
             with (workdir / "mint.log").open("wb") as log:
                 self._process = await asyncio.create_subprocess_exec(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -10,8 +10,11 @@ from typing import Protocol
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import JobRequest
 from dvmkit.protocol.payment import PaymentMessage, Refund
-from dvmkit.provider.pricing import Pricing
+from dvmkit.provider.pricing import Price
 from dvmkit.relay.pool import RelayPool
+
+# Price lives with the price list; it is part of the provider's configuration all the same.
+__all__ = ["Limits", "Paid", "PaymentProcessor", "PaymentRequest", "Price"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,3 @@ class PaymentProcessor(Protocol):
             PaymentError: the refund was attempted and failed (the job is owed).
         """
         ...
-
-
-Price = int | Pricing | Callable[[JobRequest], int] | Callable[[JobRequest], Awaitable[int]]

@@ -46,7 +46,7 @@ from dvmkit.provider.config import Limits, Paid, PaymentProcessor, PaymentReques
 from dvmkit.provider.handler import Handler
 from dvmkit.provider.job import Job
 from dvmkit.provider.ledger import Ledger
-from dvmkit.provider.pricing import Pricing
+from dvmkit.provider.pricing import price_of
 from dvmkit.provider.sender import Sender
 from dvmkit.provider.stats import Counters, ProviderStats
 from dvmkit.relay.pool import RelayPool
@@ -201,7 +201,6 @@ class Engine:
                 )
                 continue
             if record.state is JobState.PAYMENT_REQUIRED and self.payments is not None:
-                self._hold(request).unpaid = True
                 self._spawn(self._await_payment(request, record.price_msat, record.payment_ref))
                 continue
             if record.state is JobState.PAYMENT_REQUIRED:
@@ -227,6 +226,7 @@ class Engine:
             entry = self._hold(request)
             entry.kwargs = kwargs
             if record.paid_msat:
+                # Enough to refund it (amount and method); its ledger key is not needed again.
                 entry.paid = Paid(record.paid_msat, record.payment_method or "", "")
             self._queue.put_nowait(entry)
         for item in await self.store.pending_outbox():
@@ -473,37 +473,7 @@ class Engine:
         return None if p50 is None else max(1, math.ceil(p50 / 1000))
 
     async def _price(self, request: JobRequest) -> int:
-        price = self.price
-        if isinstance(price, int):
-            return price
-        if isinstance(price, Pricing):
-            if price.is_free_for(request.customer):
-                return 0
-            amount = price.quote(request)
-            if amount and price.free_jobs and await self._free_left(request.customer, price):
-                return 0
-            return amount
-        value = price(request)
-        if not isinstance(value, int):
-            value = await value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError("a DVM's price must be a non-negative number of millisats")
-        return value
-
-    async def _free_left(self, customer: str, pricing: Pricing) -> bool:
-        """True while ``customer`` has free jobs left in the free tier's current window.
-
-        Counted from the store: the free jobs it ran (or runs) lately. Jobs refused for bad
-        input do not count, and neither do paid ones.
-        """
-        since = self.clock() - pricing.free_window
-        recent = await self.store.list_jobs(customer=customer, limit=pricing.free_jobs + 64)
-        used = sum(
-            1
-            for r in recent
-            if r.created_at >= since and r.price_msat == 0 and r.error_code is None
-        )
-        return used < pricing.free_jobs
+        return await price_of(self.price, request, store=self.store, now=self.clock())
 
     # -- payment hook -------------------------------------------------------------------------
 

@@ -17,11 +17,12 @@ announcements where its prices start.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from dvmkit.protocol.job import JobRequest
+from dvmkit.store import JobStore
 
 #: In ``Pricing.params``, the surcharge for any value not listed.
 ANY_VALUE = "*"
@@ -82,3 +83,45 @@ class Pricing:
 
     def is_free_for(self, customer: str) -> bool:
         return customer in self.free_for
+
+
+Price = int | Pricing | Callable[[JobRequest], int] | Callable[[JobRequest], Awaitable[int]]
+"""What ``DVM(price_msat=...)`` takes: a fixed price, a price list, or a function."""
+
+
+async def price_of(price: Price, request: JobRequest, *, store: JobStore, now: float) -> int:
+    """What ``request`` costs under ``price``, free tier and allow-list included.
+
+    Raises:
+        ValueError: a price function returned something other than a non-negative int.
+        Exception: whatever a price function raised (the engine fails the job, not the DVM).
+    """
+    if isinstance(price, int):
+        return price
+    if isinstance(price, Pricing):
+        if price.is_free_for(request.customer):
+            return 0
+        amount = price.quote(request)
+        if amount and price.free_jobs and await _free_left(store, request.customer, price, now):
+            return 0
+        return amount
+    value = price(request)
+    if not isinstance(value, int):
+        value = await value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("a DVM's price must be a non-negative number of millisats")
+    return value
+
+
+async def _free_left(store: JobStore, customer: str, pricing: Pricing, now: float) -> bool:
+    """True while ``customer`` has free jobs left in the free tier's current window.
+
+    Counted from the job store: the free jobs it ran (or runs) lately. Jobs refused for bad
+    input do not count, and neither do paid ones.
+    """
+    since = now - pricing.free_window
+    recent = await store.list_jobs(customer=customer, limit=pricing.free_jobs + 64)
+    used = sum(
+        1 for r in recent if r.created_at >= since and r.price_msat == 0 and r.error_code is None
+    )
+    return used < pricing.free_jobs

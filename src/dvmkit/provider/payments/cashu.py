@@ -7,6 +7,7 @@ The swap is also what stops a double spend: a token that paid before is refused 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -38,7 +39,7 @@ class CashuPayments:
         mint_url: the mint whose tokens the DVM takes (tokens of other mints are refused
             without contacting them).
         proofs_path: where the DVM's ecash is kept (a JSON file, mode 0600, rewritten after
-            every change); in memory only when None.
+            every payment and refund, before either counts); in memory only when None.
         timeout: seconds each call to the mint may take.
     """
 
@@ -46,11 +47,10 @@ class CashuPayments:
         self, *, mint_url: str, proofs_path: str | Path | None = None, timeout: float = 10.0
     ) -> None:
         self.proofs_path = None if proofs_path is None else Path(proofs_path)
-        self.wallet = CashuWallet(
-            mint_url=mint_url, proofs=self._load(), on_change=self._save, timeout=timeout
-        )
+        self.wallet = CashuWallet(mint_url=mint_url, proofs=self._load(), timeout=timeout)
         self.mint_url = self.wallet.mint_url
         self._tokens: Mailbox[str] = Mailbox(per_key=4)
+        self._saving = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"CashuPayments(mint={self.mint_url!r}, balance={self.wallet.balance})"
@@ -89,10 +89,12 @@ class CashuPayments:
             raise PaymentError(f"the token holds {token.amount} sat; the job costs {sats}")
         key = "cashu:" + _digest(token.proofs)
         received = await self.wallet.receive(token)
+        await self._persist()  # before the job counts as paid
         return Paid(received * MSAT_PER_SAT, CASHU, key)
 
     async def refund(self, request: JobRequest, paid: Paid) -> Refund | None:
         token = await self.wallet.send(paid.amount_msat // MSAT_PER_SAT)
+        await self._persist()
         return Refund(paid.amount_msat, CASHU, token)
 
     # -- the proof file ----------------------------------------------------------------------
@@ -106,17 +108,29 @@ class CashuPayments:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise CashuError(f"{self.proofs_path} is not a proof file: {exc!r}"[:200]) from None
 
-    def _save(self, proofs: tuple[Proof, ...]) -> None:
+    async def _persist(self) -> None:
+        """Write the wallet's proofs to the file, in a thread (an fsync must not stall the
+        event loop). One write at a time, each taking its snapshot when its turn comes, so
+        an older proof set never overwrites a newer one."""
         if self.proofs_path is None:
             return
+        async with self._saving:
+            try:
+                await asyncio.to_thread(self._write, self.proofs_path, self.wallet.proofs)
+            except OSError as exc:
+                # The proofs are still held in memory; losing them needs a crash as well.
+                log.error("could not save the DVM's ecash to %s: %s", self.proofs_path, exc)
+
+    @staticmethod
+    def _write(path: Path, proofs: tuple[Proof, ...]) -> None:
         # Written aside and renamed: a crash mid-write leaves the old file, never half a new one.
-        tmp = self.proofs_path.with_suffix(".tmp")
+        tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(orjson.dumps([p.to_json() for p in proofs]))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.proofs_path)
+        os.replace(tmp, path)
 
 
 def _digest(proofs: Sequence[Proof]) -> str:

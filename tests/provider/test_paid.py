@@ -155,6 +155,27 @@ async def test_a_failed_bolt11_job_is_refunded_to_the_invoice_it_named(
         assert (record.refund, record.paid_msat) == (REFUNDED, PRICE)
 
 
+async def test_a_failed_bolt11_job_is_refunded_to_the_lightning_address_it_named(
+    relay_url: str, customer: Customer, wallet: DevWallet
+) -> None:
+    async with (
+        accounts(wallet) as (dvm_uri, buyer, pay),
+        LnurlServer(wallet=pay, keys=Keys.generate(), relays=[relay_url]) as server,
+    ):
+        address = server.address("alice")  # the customer's own lightning address
+        dvm = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True)
+        async with dvm.running():
+            request = await ask(customer, "legacy", "fails", ["refund", address])
+            _, invoice = amount_of(await customer.status(request.id, "payment-required"))
+            assert invoice is not None
+            await pay.pay_invoice(invoice)
+            final = await customer.final(request.id)
+        refund = read_refund(final, customer.keys)
+        assert refund is not None
+        assert (refund.amount_msat, refund.method) == (PRICE, "bolt11")
+        assert wallet.balance(buyer) == 100_000  # paid back through the LNURL server
+
+
 async def test_a_failed_paid_job_with_nowhere_to_refund_is_owed(
     relay_url: str, customer: Customer, wallet: DevWallet
 ) -> None:
@@ -268,11 +289,13 @@ async def test_a_token_from_someone_else_or_for_too_little_releases_nothing(
 
 
 async def test_a_failed_cashu_job_is_refunded_with_fresh_ecash(
-    relay_url: str, customer: Customer, cashu_mint: str
+    relay_url: str, customer: Customer, cashu_mint: str, tmp_path: Path
 ) -> None:
     purse = await funded(cashu_mint, 21)
     store = SQLiteJobStore()
-    dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint), fail=True, store=store)
+    proofs = tmp_path / "dvm-proofs.json"
+    payments = CashuPayments(mint_url=cashu_mint, proofs_path=proofs)
+    dvm = priced(relay_url, payments, fail=True, store=store)
     async with dvm.running():
         request = await ask(customer, "modern", "fails")
         await customer.status(request.id, "payment-required")
@@ -287,6 +310,8 @@ async def test_a_failed_cashu_job_is_refunded_with_fresh_ecash(
     assert purse.balance == 21
     assert record is not None
     assert record.refund == REFUNDED
+    # The file says what the DVM holds after the refund left: nothing.
+    assert CashuPayments(mint_url=cashu_mint, proofs_path=proofs).wallet.balance == 0
 
 
 # -- pricing -----------------------------------------------------------------------------------

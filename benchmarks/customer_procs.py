@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.provider_procs import REPO, DvmProcess, DvmUnavailable, _die_with_parent
+from benchmarks.provider_procs import REPO, DvmProcess, DvmUnavailable, die_with_parent
 
 START_TIMEOUT = 30.0
 READY_LINE = "dvm: serving "
@@ -60,7 +60,7 @@ def spawn_echo(*, relay_url: str, secret_hex: str, workdir: Path) -> DvmProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     dvm = DvmProcess("echo", process, workdir, time.perf_counter(), secret_hex)
     try:

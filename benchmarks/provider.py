@@ -73,7 +73,7 @@ class _Clock:
         )  # fmt: skip
 
 
-async def _wait_ready(
+async def wait_ready(
     client: Customer, dvm: DvmProcess, build: Build, keys: Keys, limit_s: float, every: float
 ) -> float:
     """Send a job every ``every`` seconds until one is answered; seconds from spawn to that
@@ -98,7 +98,7 @@ async def _wait_ready(
     raise DvmUnavailable(f"the DVM answered no job within {limit_s:.0f} s: {dvm.log_tail()}")
 
 
-async def _warm(client: Customer, build: Build, customers: Sequence[Keys], s: Sizes) -> int:
+async def warm(client: Customer, build: Build, customers: Sequence[Keys], s: Sizes) -> int:
     """One job from each customer, one at a time (nostrdvm looks each new customer up on the
     relay first); returns how many were answered."""
     answered = 0
@@ -112,7 +112,7 @@ async def _warm(client: Customer, build: Build, customers: Sequence[Keys], s: Si
     return answered
 
 
-async def _sequential(
+async def run_sequential(
     client: Customer, dvm: DvmProcess, relay: RelayProcess, build: Build, keys: Sequence[Keys],
     s: Sizes,
 ) -> Phase:  # fmt: skip
@@ -137,7 +137,7 @@ async def _sequential(
     return phase
 
 
-async def _burst(
+async def run_burst(
     client: Customer, dvm: DvmProcess, relay: RelayProcess, build: Build, keys: Sequence[Keys],
     n: int,
     name: str,
@@ -193,28 +193,28 @@ async def _measure(
         # A stored (legacy) request sent before the DVM subscribed is read when it does; an
         # ephemeral one (kind 25000, 21059) is lost, so those are sent more often.
         every = 1.0 if subject.form == "legacy" else 0.1
-        out.startup_s = await _wait_ready(client, dvm, build, customers[0], s.start_timeout, every)
-        out.warmed = await _warm(client, build, customers, s)
+        out.startup_s = await wait_ready(client, dvm, build, customers[0], s.start_timeout, every)
+        out.warmed = await warm(client, build, customers, s)
         await asyncio.sleep(s.settle)  # idle: nothing to await, just time passing
         out.idle = dvm.memory()
-        _progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
-        out.sequential = await _sequential(client, dvm, relay, build, customers, s)
-        _progress(f"{name}: sequential {out.sequential.summary()}")
+        progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
+        out.sequential = await run_sequential(client, dvm, relay, build, customers, s)
+        progress(f"{name}: sequential {out.sequential.summary()}")
         size = s.nostrdvm_burst if subject.dvm == "nostrdvm" else s.burst
         for k in range(s.bursts):
-            burst = await _burst(client, dvm, relay, build, customers, size, f"burst{k + 1}", s)
+            burst = await run_burst(client, dvm, relay, build, customers, size, f"burst{k + 1}", s)
             await asyncio.sleep(s.settle)  # let the DVM finish its writes before reading RSS
             burst.memory_after = dvm.memory()
             out.bursts.append(burst)
-            _progress(f"{name}: {burst.name} {burst.summary()}")
+            progress(f"{name}: {burst.name} {burst.summary()}")
         out.peak = dvm.memory()
         if name == "ours" and s.nostrdvm_burst != s.burst:
             # Burst latency grows with the burst's size (it is the queue draining), so the
             # latency ratio needs one burst of nostrdvm's size too; after the RSS readings.
-            out.matched = await _burst(
+            out.matched = await run_burst(
                 client, dvm, relay, build, customers, s.nostrdvm_burst, "matched", s
             )
-            _progress(f"{name}: {out.matched.name} {out.matched.summary()}")
+            progress(f"{name}: {out.matched.name} {out.matched.summary()}")
     finally:
         client.close()
         if dvm is not None:
@@ -237,7 +237,7 @@ async def _measure(
     return out
 
 
-def _progress(text: str) -> None:
+def progress(text: str) -> None:
     print(f"[bench provider] {text}", file=sys.stderr, flush=True)
 
 
@@ -302,7 +302,7 @@ def run(
                 continue
             workdir = Path(tmp) / name
             (workdir / "relay").mkdir(parents=True)
-            _progress(f"starting relay {relay} for {name}")
+            progress(f"starting relay {relay} for {name}")
             try:
                 relay_process = start_relay(relay, workdir / "relay")
             except RelayUnavailable as exc:

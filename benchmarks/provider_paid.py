@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.provider import Build, _burst, _progress, _sequential, _wait_ready, _warm
+from benchmarks.provider import Build, progress, run_burst, run_sequential, wait_ready, warm
 from benchmarks.provider_client import ClientError
 from benchmarks.provider_jobs import requests
 from benchmarks.provider_paid_client import PayingCustomer
@@ -170,27 +170,23 @@ async def _measure(
             )  # fmt: skip
             # Kind 25000 is ephemeral: a request sent before the DVM subscribed is lost, so
             # start-up probes are sent often (each paid probe is paid like any job).
-            out.startup_s = await _wait_ready(
-                client, dvm, build, customers[0], s.start_timeout, 0.1
-            )
-            out.warmed = await _warm(client, build, customers, s)
+            out.startup_s = await wait_ready(client, dvm, build, customers[0], s.start_timeout, 0.1)
+            out.warmed = await warm(client, build, customers, s)
             await asyncio.sleep(s.settle)  # idle: nothing to await, just time passing
             out.idle = dvm.memory()
             if wallet is not None:
                 pay.wallet_idle_rss_mib = wallet.memory().rss_mib
-            _progress(
-                f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB"
-            )
-            out.sequential = await phase(_sequential(client, dvm, relay, build, customers, s))
-            _progress(f"{name}: sequential {out.sequential.summary()}")
+            progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
+            out.sequential = await phase(run_sequential(client, dvm, relay, build, customers, s))
+            progress(f"{name}: sequential {out.sequential.summary()}")
             for k in range(s.bursts):
                 burst = await phase(
-                    _burst(client, dvm, relay, build, customers, s.burst, f"burst{k + 1}", s)
+                    run_burst(client, dvm, relay, build, customers, s.burst, f"burst{k + 1}", s)
                 )
                 await asyncio.sleep(s.settle)  # let the DVM finish its writes before reading RSS
                 burst.memory_after = dvm.memory()
                 out.bursts.append(burst)
-                _progress(f"{name}: {burst.name} {burst.summary()}")
+                progress(f"{name}: {burst.name} {burst.summary()}")
             out.peak = dvm.memory()
             if wallet is not None:
                 pay.wallet_peak_mib = wallet.memory().hwm_mib
@@ -253,7 +249,7 @@ def run(*, quick: bool = False, relay: str = "ours") -> Report:
             workdir = Path(tmp) / name
             for sub in ("relay", "dvm", "wallet"):
                 (workdir / sub).mkdir(parents=True)
-            _progress(f"starting relay {relay} for {name}")
+            progress(f"starting relay {relay} for {name}")
             try:
                 relay_process = start_relay(relay, workdir / "relay")
             except RelayUnavailable as exc:
@@ -287,7 +283,7 @@ def _run_subject(
     uris = open_accounts(relay.url, db, deposit_msat=deposit)
     begin = time.perf_counter()
     wallet = start_wallet(relay_url=relay.url, db=db, workdir=db.parent)
-    _progress(f"{subject.name}: dev wallet serving in {time.perf_counter() - begin:.2f} s")
+    progress(f"{subject.name}: dev wallet serving in {time.perf_counter() - begin:.2f} s")
     try:
         out, paying = asyncio.run(_measure(subject, relay, wallet, uris, workdir, s))
     finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.customer_procs import child_env
-from benchmarks.provider_procs import SCRIPTS, DvmProcess, DvmUnavailable, _die_with_parent
+from benchmarks.provider_procs import SCRIPTS, DvmProcess, DvmUnavailable, die_with_parent
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.nip47 import ConnectionURI
 
@@ -79,7 +79,7 @@ def _spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     return DvmProcess(name, process, workdir, time.perf_counter(), secret_hex)
 

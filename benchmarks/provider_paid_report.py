@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.provider_report import MEASURES, Measure
-from benchmarks.provider_values import Outcome, Phase
+from benchmarks.provider_report import MEASURES, Measure, best_burst, best_value
+from benchmarks.provider_values import Outcome
 from benchmarks.report import Figure, Goal, Report, ratio
 
 if TYPE_CHECKING:
@@ -20,19 +20,9 @@ if TYPE_CHECKING:
 FREE, PAID = "free", "paid"
 
 
-def _value(m: Measure, rounds: list[float]) -> float:
-    if m.aggregate == "last":
-        return rounds[-1]
-    return max(rounds) if m.better == "higher" else min(rounds)
-
-
-def _best_burst(o: Outcome) -> Phase | None:
-    return max(o.bursts, key=lambda b: b.rate, default=None)
-
-
 def _load(m: Measure, o: Outcome, paying: Paying | None) -> dict[str, Any]:
     """Who was busy during the best burst: CPU seconds per second of burst, per process."""
-    best = _best_burst(o)
+    best = best_burst(o)
     if not m.key.startswith("burst") or best is None or not best.wall_s:
         return {}
     out: dict[str, Any] = {
@@ -63,7 +53,7 @@ def fill_paid(
         report.subjects[name] = _subject(labels[name], o, paid.get(name))
         for m in MEASURES:
             if rounds := m.rounds(o):
-                values.setdefault(m.key, {})[name] = _value(m, rounds)
+                values.setdefault(m.key, {})[name] = best_value(m, rounds)
     for name, o in outcomes.items():
         for m in MEASURES:
             mine = values.get(m.key, {}).get(name)
@@ -162,7 +152,7 @@ def _notes(
         if o.client.get("wrong_content") or o.client.get("duplicate_results"):
             report.notes.append(f"{labels[name]}: client saw {o.client}")
     if paying is not None:
-        best = _best_burst(outcomes[PAID]) if PAID in outcomes else None
+        best = best_burst(outcomes[PAID]) if PAID in outcomes else None
         shown = (("sequential", "a sequential paid job"), (best and best.name, "the best burst"))
         for phase, what in shown:
             spent = paying.spent.get(phase or "") or {}

@@ -110,7 +110,9 @@ class DvmProcess:
             text = (self.workdir / "dvm.log").read_text(errors="replace")
         except OSError:
             return ""
-        return text.replace(self.secret_hex, "<secret>")[-size:]
+        if self.secret_hex:  # "".replace("", x) would put x between every character
+            text = text.replace(self.secret_hex, "<secret>")
+        return text[-size:]
 
     def log_count(self, needle: str) -> int:
         try:
@@ -133,7 +135,7 @@ class DvmProcess:
         return self.process.returncode
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGKILL it if the benchmark dies without stopping it (Linux
     prctl PR_SET_PDEATHSIG), so that a killed run leaves no DVM behind."""
     with contextlib.suppress(OSError, AttributeError):
@@ -165,6 +167,6 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     return DvmProcess(name, process, workdir, time.perf_counter(), secret_hex)

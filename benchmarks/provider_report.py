@@ -76,18 +76,18 @@ MATCHED = (
 )  # fmt: skip
 
 
-def _value(m: Measure, rounds: list[float]) -> float:
+def best_value(m: Measure, rounds: list[float]) -> float:
     if m.aggregate == "last":
         return rounds[-1]
     return max(rounds) if m.better == "higher" else min(rounds)
 
 
-def _best_burst(o: Outcome) -> Phase | None:
+def best_burst(o: Outcome) -> Phase | None:
     return max(o.bursts, key=lambda b: b.rate, default=None)
 
 
 def _extra(m: Measure, o: Outcome) -> dict[str, Any]:
-    best = _best_burst(o)
+    best = best_burst(o)
     if not m.key.startswith("burst") or best is None:
         return {}
     # A burst's answer wraps are opened once the last has come: that CPU is not shared
@@ -181,7 +181,7 @@ def _figures(
         for m in measures:
             rounds = m.rounds(o)
             if rounds:
-                values.setdefault(m.key, {})[name] = _value(m, rounds)
+                values.setdefault(m.key, {})[name] = best_value(m, rounds)
     for name, o in outcomes.items():
         for m in measures:
             if name not in values.get(m.key, {}):

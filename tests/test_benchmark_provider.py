@@ -174,7 +174,7 @@ def test_provider_paid_quick_pays_and_answers_every_job() -> None:
 
     # Every paid job was asked for, paid once through the wallet, and the ledger agrees.
     payment = report["subjects"]["paid"]["payment"]
-    jobs = settings["sequential_jobs"] + sum(settings["burst_requests"]["paid"] for _ in range(3))
+    jobs = settings["sequential_jobs"] + settings["bursts"] * settings["burst_requests"]["paid"]
     assert payment["payments"] == payment["invoices"] >= jobs
     assert payment["pay_failures"] == {}
     assert payment["overpriced_invoices"] == payment["payment_required_without_invoice"] == 0

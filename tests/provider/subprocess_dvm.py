@@ -25,7 +25,6 @@ class DVMProcess:
         keys: its identity (passed in the environment, never on the command line).
         log: where its stderr goes (a file, so a chatty child can never block on a pipe).
         gate: hold every job in the handler until :meth:`release`.
-        script: the DVM script to run; another one must speak ``dvm_script.py``'s lines.
         args: more command-line arguments for it.
         env: more environment for it (where secrets go, never in ``args``).
     """
@@ -38,7 +37,6 @@ class DVMProcess:
         keys: Keys,
         log: Path,
         gate: bool = False,
-        script: Path = SCRIPT,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -47,14 +45,13 @@ class DVMProcess:
         self.keys = keys
         self.log = log
         self.gate = gate
-        self.script = script
         self.args = tuple(args)
         self.env = dict(env or {})
         self.proc: asyncio.subprocess.Process | None = None
         self.jobs_started: set[str] = set()  # every job the handler reported
 
     async def __aenter__(self) -> DVMProcess:
-        args = [sys.executable, str(self.script), "--db", str(self.db), *self.args]
+        args = [sys.executable, str(SCRIPT), "--db", str(self.db), *self.args]
         for url in self.relays:
             args += ["--relay", url]
         if self.gate:

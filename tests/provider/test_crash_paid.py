@@ -1,6 +1,6 @@
 """kill -9 a priced provider between payment and result, and while a job waits for payment.
 
-The provider runs ``paid_dvm_script.py`` in a child process and takes bolt11 payments into
+The provider runs ``dvm_script.py --price`` in a child process and takes bolt11 payments into
 its account at a dev wallet; the relay, the wallet and the customer run here, so that they
 outlive the provider. The customer pays the invoice each job asks for with its own NWC
 connection to the same wallet, and fails the test the moment any job asks a second time.
@@ -36,10 +36,9 @@ from dvmkit.relay.pool import RelayPool, Subscription
 from dvmkit.relay.server import Relay
 from dvmkit.store import JobRecord, JobState, PaymentEntry, SQLiteJobStore
 
-from .paid_dvm_script import CATEGORY, KIND
+from .dvm_script import CATEGORY, KIND
 from .subprocess_dvm import DVMProcess
 
-SCRIPT = Path(__file__).with_name("paid_dvm_script.py")
 PRICE = 21_000
 DEPOSIT = 1_000_000
 JOBS_PER_DIALECT = 3
@@ -138,7 +137,6 @@ class Market:
             keys=keys,
             log=log,
             gate=gate,
-            script=SCRIPT,
             args=["--price", str(PRICE)],
             env={"DVM_TEST_NWC": self.dvm_wallet.reveal()},
         )

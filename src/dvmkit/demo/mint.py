@@ -149,16 +149,13 @@ class DemoMint:
                         # The pause between polls, cut short if the mint dies.
                         async with asyncio.timeout(_POLL):
                             code = await process.wait()
-                            self._problem = (
-                                f"the Cashu mint exited with {code}: {self._last_log_line()}"
-                            )
-                            raise DVMError(self._problem)
+                            last = self._last_log_line()
+                            raise DVMError(f"the Cashu mint exited with {code}: {last}")
         except TimeoutError:
-            self._problem = (
+            raise DVMError(
                 f"the Cashu mint did not answer within {self.deadline:g} s: "
                 + self._last_log_line()
-            )
-            raise DVMError(self._problem) from None
+            ) from None
         return url
 
     def _last_log_line(self) -> str:

@@ -11,14 +11,16 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from customer.conftest import make_dvm
+from customer.conftest import PRICE, assert_no_secret, priced
+from dvmkit.nostr.keys import Keys
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.nip47 import ConnectionURI
 from dvmkit.provider import DVM
 from dvmkit.provider.payments import NWCPayments
+from dvmkit.relay.limits import RelayLimits
+from dvmkit.relay.server import Relay
 
 DVM_BIN = str(Path(sys.executable).parent / "dvm")
-PRICE = 21_000
 #: Environment a test must not inherit: keys, relays and wallets are passed explicitly.
 _PRIVATE_ENV = ("NOSTR_SECRET_KEY", "DVMKIT_RELAYS", "DVMKIT_NWC", "NWC_URI")
 
@@ -44,20 +46,9 @@ async def priced_dvm(relay: str) -> AsyncIterator[tuple[DevWallet, DVM, Connecti
     """A dev wallet on the relay, a DVM charging PRICE into it, and its account."""
     async with DevWallet(relays=[relay]) as wallet:
         seller = wallet.create_account(name="dvm")
-        dvm = make_dvm(relay, price_msat=PRICE, payments=NWCPayments(seller, poll_interval=0.5))
-
-        @dvm.job
-        async def shout(input: str) -> str:
-            return input.upper()
-
+        dvm = priced(relay, NWCPayments(seller, poll_interval=0.5))
         async with dvm.running():
             yield wallet, dvm, seller
-
-
-def assert_no_secret(uri: ConnectionURI, *texts: str) -> None:
-    for text in texts:
-        assert uri.reveal() not in text
-        assert uri.keys.secret_hex() not in text
 
 
 async def test_ask_pays_the_dvm_and_prints_what_it_paid(relay: str) -> None:
@@ -105,6 +96,31 @@ async def test_ask_exits_5_when_the_wallet_cannot_pay(relay: str) -> None:
         assert_no_secret(poor, err)
         assert wallet.balance(poor.client) == PRICE - 1
         assert wallet.balance(seller.client) == 0
+
+
+async def test_ask_exits_4_like_dvm_wallet_when_the_wallet_cannot_be_reached(relay: str) -> None:
+    """The wallet's relay refuses every request to it (NOT_SENT: the NWC request is longer
+    than the relay takes), as `dvm wallet` exits 4 on a wallet it cannot reach or that does
+    not answer (TIMEOUT, where the payment may still go out). A TIMEOUT itself does not show
+    here cheaply: `dvm ask` gives each wallet call as long as the whole ask (up to 30 s), so
+    its own deadline comes first, and exits 4 too; tests/customer/test_paid.py checks the
+    TIMEOUT code on the failure."""
+    refusing = Relay(limits=RelayLimits(max_content_length=64))
+    async with priced_dvm(relay) as (wallet, dvm, seller), refusing:
+        unreachable = ConnectionURI(
+            wallet=Keys.generate().public_key, relays=(refusing.url,), keys=Keys.generate()
+        )
+        code, out, err = await dvm_cli(
+            "ask", "text", "hi", "--to", dvm.public_key, "--max-price", str(PRICE),
+            "--nwc", unreachable.reveal(), relay,
+        )  # fmt: skip
+        assert (code, out) == (4, ""), err
+        assert "NOT_SENT" in err
+        assert_no_secret(unreachable, err)
+        assert wallet.balance(seller.client) == 0
+        code, _, err = await dvm_cli("wallet", "balance", "--nwc", unreachable.reveal())
+        assert code == 4, err
+        assert "NOT_SENT" in err
 
 
 async def test_a_malformed_nwc_uri_exits_2_without_echoing_it(relay: str) -> None:

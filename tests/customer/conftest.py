@@ -1,4 +1,5 @@
-"""Fixtures for the customer: real relays (ours and nostr-sdk's), DVMs, a nostr-sdk responder.
+"""Fixtures for the customer: real relays (ours and nostr-sdk's), DVMs, a nostr-sdk responder,
+and for the payment tests a dev wallet and priced DVMs.
 
 The responder is a DVM written directly on nostr-sdk 0.45 (an independent implementation of
 the wire format): it signs and publishes its answers with nostr-sdk, in both dialects, and can
@@ -18,9 +19,12 @@ import pytest
 
 from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.customer import Customer, CustomerTimeouts
+from dvmkit.errors import JobError
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
-from dvmkit.provider import DVM, Limits
+from dvmkit.payments.devwallet import DevWallet
+from dvmkit.payments.nip47 import ConnectionURI
+from dvmkit.provider import DVM, Limits, PaymentProcessor
 from dvmkit.relay.server import Relay
 
 WAIT = 10.0
@@ -28,6 +32,8 @@ FAST_DVM = Limits(processing_notice=5.0, input_timeout=5.0, job_input_wait=5.0)
 FAST_CUSTOMER = CustomerTimeouts(
     connect=5.0, discover=3.0, offer_window=0.3, ack=2.0, republish=2, silence=5.0
 )
+#: What the priced DVMs of the payment tests charge.
+PRICE = 21_000
 
 
 @pytest.fixture(params=RELAYS_UNDER_TEST)
@@ -41,6 +47,13 @@ async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 async def our_relay_url() -> AsyncIterator[str]:
     async with Relay(port=0) as relay:
         yield relay.url
+
+
+@pytest.fixture
+async def dev_wallet(relay_url: str) -> AsyncIterator[DevWallet]:
+    """The dev wallet (NIP-47) on the relay under test: accounts for customers and DVMs."""
+    async with DevWallet(relays=[relay_url]) as wallet:
+        yield wallet
 
 
 def make_dvm(relays: str | Sequence[str], **kwargs: Any) -> DVM:
@@ -66,6 +79,26 @@ def echo_dvm(relays: str | Sequence[str], **kwargs: Any) -> DVM:
         return prefix + input
 
     return dvm
+
+
+def priced(relay: str, payments: PaymentProcessor, *, fail: bool = False, **kwargs: Any) -> DVM:
+    """A DVM charging PRICE, paid through ``payments``, that shouts its input (or fails)."""
+    dvm = make_dvm(relay, price_msat=PRICE, payments=payments, **kwargs)
+
+    @dvm.job
+    async def shout(input: str) -> str:
+        if fail:
+            raise JobError("INTERNAL_ERROR", "the model is down")
+        return input.upper()
+
+    return dvm
+
+
+def assert_no_secret(uri: ConnectionURI, *texts: str) -> None:
+    """None of ``texts`` shows the NWC URI or its secret."""
+    for text in texts:
+        assert uri.reveal() not in text
+        assert uri.keys.secret_hex() not in text
 
 
 @contextlib.asynccontextmanager

@@ -1,12 +1,14 @@
 """A DVM played by the test, for the customer's payment tests: a real key with a real
-dev-wallet account, publishing on the real relay exactly the answers a test chooses."""
+dev-wallet account, publishing on the real relay exactly the answers a test chooses; and the
+helpers those tests share (a paying customer, waiting for updates)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from typing import Any
 
 from dvmkit.customer import Customer, Job, Update, UpdateType
 from dvmkit.nostr.event import Event
@@ -79,21 +81,38 @@ class HandDVM:
         request: Event,
         status: StatusKind,
         *,
-        keys: Keys | None = None,
         extra: tuple[tuple[str, ...], ...] = (),
         **fields: object,
     ) -> Event:
-        """Publish a status about ``request``, signed by ``keys`` (ours by default)."""
-        keys = keys or self.keys
+        """Publish a status about ``request``, signed by this DVM."""
         unsigned = status_event(
             answerable_request(request),
             status,
-            provider=keys.public_key,
+            provider=self.pubkey,
             created_at=int(time.time()),
             extra_tags=extra,
             **fields,  # type: ignore[arg-type]
         )
-        return await self._publish(unsigned.sign(keys))
+        return await self._publish(unsigned.sign(self.keys))
+
+    async def ask_payment(
+        self,
+        amount_msat: int,
+        *,
+        request: Event | None = None,
+        bolt11: str | None = None,
+        **fields: Any,
+    ) -> str:
+        """Answer ``request`` (the next one to arrive when None) with ``payment-required``
+        for ``amount_msat`` and ``bolt11`` (a fresh invoice of ours for that amount when
+        None); returns the invoice sent."""
+        if request is None:
+            request = await self.next_request()
+        if bolt11 is None:
+            bolt11 = await self.invoice(amount_msat)
+        status = StatusKind.PAYMENT_REQUIRED
+        await self.say(request, status, amount_msat=amount_msat, bolt11=bolt11, **fields)
+        return bolt11
 
     async def result(self, request: Event, content: str) -> Event:
         unsigned = result_event(
@@ -112,8 +131,9 @@ class HandDVM:
 
 @contextlib.asynccontextmanager
 async def paying_customer(
-    relay: str, uri: ConnectionURI | None, cashu: CashuWallet | None = None
+    relay: str, uri: ConnectionURI | None = None, cashu: CashuWallet | None = None
 ) -> AsyncIterator[Customer]:
+    """A customer with an NWC wallet (entered here, as a caller must) and/or Cashu."""
     async with contextlib.AsyncExitStack() as stack:
         wallet = None
         if uri is not None:
@@ -121,16 +141,20 @@ async def paying_customer(
         yield await stack.enter_async_context(customer_on(relay, wallet=wallet, cashu=cashu))
 
 
-async def until(
-    job: Job, kind: UpdateType, where: Callable[[Update], bool] = lambda _: True
-) -> Update:
-    """The first update of ``kind`` (matching ``where``), waiting for it."""
+async def until(job: Job, kind: UpdateType) -> Update:
+    """The first update of ``kind``, waiting for it."""
     async with asyncio.timeout(WAIT):
         async for update in job.updates():
-            if update.type is kind and where(update):
+            if update.type is kind:
                 return update
     raise AssertionError(f"the job ended without a {kind} update")
 
 
 def kinds(updates: list[Update]) -> list[UpdateType]:
     return [u.type for u in updates]
+
+
+async def updates_of(job: Job, kind: UpdateType) -> list[Update]:
+    """Every update of ``kind`` the job had (waits for the job to end)."""
+    async with asyncio.timeout(WAIT):
+        return [u async for u in job.updates() if u.type is kind]

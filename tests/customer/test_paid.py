@@ -13,30 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from coincurve import PrivateKey
 
 from dvmkit.customer import JobRefunded, PaymentFailed, UpdateType
 from dvmkit.errors import PaymentRequired
+from dvmkit.nostr.keys import Keys
 from dvmkit.payments import bolt11
 from dvmkit.payments.cashu import CashuWallet
 from dvmkit.payments.devwallet import DevWallet
+from dvmkit.payments.nip47 import ConnectionURI
+from dvmkit.payments.nwc import NWCClient
 from dvmkit.protocol.job import StatusKind
 from dvmkit.protocol.payment import Refund, read_payment, refund_tag
+from payments.mint import funded
 
-from .conftest import WAIT
-from .hand_dvm import HandDVM, kinds, paying_customer, until
-
-PRICE = 21_000
-
-
-@pytest.fixture
-async def dev_wallet(relay_url: str) -> AsyncIterator[DevWallet]:
-    async with DevWallet(relays=[relay_url]) as wallet:
-        yield wallet
-
+from .conftest import PRICE, WAIT, assert_no_secret, customer_on
+from .hand_dvm import HandDVM, kinds, paying_customer, until, updates_of
 
 # -- bolt11 ------------------------------------------------------------------------------------
 
@@ -50,14 +44,12 @@ async def test_a_bolt11_ask_is_paid_once_and_the_result_follows(
     async with dvm.running(), paying_customer(relay_url, uri) as customer:
         job = await customer.request(target, input="x", to=dvm.pubkey, max_price_msat=PRICE)
         assert (await dvm.next_request()).id == job.id
-        first = await dvm.invoice(PRICE)
-        await dvm.say(job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=first)
+        first = await dvm.ask_payment(PRICE, request=job.request)
         paid = await until(job, UpdateType.PAID)
         assert (paid.amount_msat, paid.method, paid.dvm) == (PRICE, "bolt11", dvm.pubkey)
         # The DVM restarted, or a relay replays: asked again for the same request, with a
         # fresh invoice. Never paid twice.
-        again = await dvm.invoice(PRICE)
-        await dvm.say(job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=again)
+        again = await dvm.ask_payment(PRICE, request=job.request)
         await dvm.result(job.request, "done")
         result = await job.result(timeout=WAIT)
         assert (result.content, result.dvm) == ("done", dvm.pubkey)
@@ -80,9 +72,7 @@ async def test_never_pays_above_the_cap_or_without_one(
     dvm = HandDVM(relay_url, dev_wallet)
     async with dvm.running(), paying_customer(relay_url, uri) as customer:
         job = await customer.request("text", input="x", to=dvm.pubkey, max_price_msat=cap)
-        await dvm.next_request()
-        invoice = await dvm.invoice(PRICE)
-        await dvm.say(job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=invoice)
+        invoice = await dvm.ask_payment(PRICE)
         with pytest.raises(PaymentRequired) as caught:
             await job.result(timeout=WAIT)
         assert not await dvm.settled(invoice)
@@ -101,14 +91,8 @@ async def test_an_ask_signed_by_a_third_key_is_not_paid(
     async with dvm.running(), thief.running(), paying_customer(relay_url, uri) as customer:
         job = await customer.request("text", input="x", to=dvm.pubkey, max_price_msat=PRICE)
         await dvm.next_request()
-        stolen = await thief.invoice(PRICE)
-        forged = await thief.say(
-            job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=stolen
-        )
-        assert forged.pubkey == thief.pubkey
-        assert forged.tag_value("e") == job.id
-        honest = await dvm.invoice(PRICE)
-        await dvm.say(job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=honest)
+        stolen = await thief.ask_payment(PRICE, request=job.request)
+        await dvm.ask_payment(PRICE, request=job.request)
         await until(job, UpdateType.PAID)
         await dvm.result(job.request, "done")
         assert (await job.result(timeout=WAIT)).content == "done"
@@ -116,7 +100,7 @@ async def test_an_ask_signed_by_a_third_key_is_not_paid(
     assert thief.balance == 0
     assert dvm.balance == PRICE
     assert dev_wallet.balance(uri.client) == 100_000 - PRICE
-    asked = [u for u in [u async for u in job.updates()] if u.type is UpdateType.PAYMENT_REQUIRED]
+    asked = await updates_of(job, UpdateType.PAYMENT_REQUIRED)
     assert [u.dvm for u in asked] == [dvm.pubkey]  # the forgery was not even reported
 
 
@@ -138,10 +122,8 @@ async def test_an_ask_for_an_earlier_request_is_not_paid_after_a_rebid(
         assert request.id != job.id
         assert request.tag_value("bid") == str(PRICE)
         assert request.tag_values("p") == [dvm.pubkey]
-        stale = await dvm.invoice(PRICE)
-        await dvm.say(job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=stale)
-        fresh = await dvm.invoice(PRICE)
-        await dvm.say(request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=fresh)
+        stale = await dvm.ask_payment(PRICE, request=job.request)
+        fresh = await dvm.ask_payment(PRICE, request=request)
         paid = await until(job, UpdateType.PAID)
         assert paid.request_id == request.id
         await dvm.result(request, "done")
@@ -166,7 +148,7 @@ async def test_a_rebid_happens_once_and_only_within_the_cap(
             await dvm.say(await dvm.next_request(), StatusKind.OFFER, amount_msat=PRICE)
         with pytest.raises(PaymentRequired) as caught:
             await job.result(timeout=WAIT)
-    sent = [u for u in [u async for u in job.updates()] if u.type is UpdateType.SENT]
+    sent = await updates_of(job, UpdateType.SENT)
     assert len({u.request_id for u in sent}) == offers  # asked again once at most
     assert dvm.requests.empty()
     assert ("offer again" if offers == 2 else "above your cap") in str(caught.value)
@@ -179,16 +161,11 @@ async def test_an_invoice_paid_once_is_refused_on_any_later_job(
     uri = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     dvm = HandDVM(relay_url, dev_wallet)
     async with dvm.running(), paying_customer(relay_url, uri) as customer:
-        invoice = await dvm.invoice(PRICE)
         first = await customer.request("text", input="1", to=dvm.pubkey, max_price_msat=PRICE)
-        await dvm.say(
-            await dvm.next_request(), StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=invoice
-        )
+        invoice = await dvm.ask_payment(PRICE)
         await until(first, UpdateType.PAID)
         second = await customer.request("text", input="2", to=dvm.pubkey, max_price_msat=PRICE)
-        await dvm.say(
-            await dvm.next_request(), StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=invoice
-        )
+        await dvm.ask_payment(PRICE, bolt11=invoice)
         with pytest.raises(PaymentRequired) as caught:
             await second.result(timeout=WAIT)
         assert "already paid" in str(caught.value)
@@ -226,12 +203,7 @@ async def test_a_flawed_invoice_is_refused(
             invoice = _expired_invoice(PRICE)
         else:
             invoice = "lnbcrt1garbled"
-        await dvm.say(
-            await dvm.next_request(),
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=invoice,
-        )
+        await dvm.ask_payment(PRICE, bolt11=invoice)
         with pytest.raises(PaymentRequired) as caught:
             await job.result(timeout=WAIT)
     reason = {
@@ -252,34 +224,47 @@ async def test_a_wallet_failure_ends_the_job_without_showing_secrets(
     dvm = HandDVM(relay_url, dev_wallet)
     async with dvm.running(), paying_customer(relay_url, uri) as customer:
         job = await customer.request("text", input="x", to=dvm.pubkey, max_price_msat=PRICE)
-        await dvm.say(
-            await dvm.next_request(),
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=await dvm.invoice(PRICE),
-        )
+        await dvm.ask_payment(PRICE)
         with pytest.raises(PaymentFailed) as caught:
             await job.result(timeout=WAIT)
-        shown = f"{caught.value} {caught.value!r} {customer!r}"
+        shown = f"{caught.value} {caught.value!r} {customer!r} {customer.payer!r}"
     assert (caught.value.dvm, caught.value.method) == (dvm.pubkey, "bolt11")
+    assert caught.value.code == "INSUFFICIENT_BALANCE"
     assert "INSUFFICIENT_BALANCE" in str(caught.value)
-    assert uri.reveal() not in shown
-    assert uri.keys.secret_hex() not in shown
+    assert_no_secret(uri, shown)
     assert dev_wallet.balance(uri.client) == PRICE - 1
+
+
+async def test_a_wallet_that_never_answers_fails_with_its_code(
+    relay_url: str, dev_wallet: DevWallet
+) -> None:
+    """The NWC URI names a wallet no service answers for: the payment times out, and the
+    failure keeps the wallet's code (``TIMEOUT``: money may have gone; ``dvm ask`` exits 4
+    on it, as ``dvm wallet`` does)."""
+    silent = ConnectionURI(
+        wallet=Keys.generate().public_key, relays=(relay_url,), keys=Keys.generate()
+    )
+    dvm = HandDVM(relay_url, dev_wallet)
+    async with (
+        dvm.running(),
+        NWCClient(silent, timeout=0.5) as wallet,
+        customer_on(relay_url, wallet=wallet) as customer,
+    ):
+        job = await customer.request("text", input="x", to=dvm.pubkey, max_price_msat=PRICE)
+        await dvm.ask_payment(PRICE)
+        with pytest.raises(PaymentFailed) as caught:
+            await job.result(timeout=WAIT)
+    assert (caught.value.code, caught.value.method) == ("TIMEOUT", "bolt11")
+    assert_no_secret(silent, str(caught.value))
 
 
 async def test_no_wallet_the_dvm_takes_means_payment_required(
     relay_url: str, dev_wallet: DevWallet
 ) -> None:
     dvm = HandDVM(relay_url, dev_wallet)
-    async with dvm.running(), paying_customer(relay_url, None) as customer:
+    async with dvm.running(), paying_customer(relay_url) as customer:
         job = await customer.request("text", input="x", to=dvm.pubkey, max_price_msat=PRICE)
-        await dvm.say(
-            await dvm.next_request(),
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=await dvm.invoice(PRICE),
-        )
+        await dvm.ask_payment(PRICE)
         with pytest.raises(PaymentRequired) as caught:
             await job.result(timeout=WAIT)
     assert "no wallet" in str(caught.value)
@@ -298,12 +283,8 @@ async def test_an_open_legacy_request_pays_the_dvm_it_chooses(
         # Asks are collected for the offer window (from the request's sending): both fit.
         job = await customer.request(5050, input="x", max_price_msat=PRICE, offer_window=1.0)
         assert job.request.tag_values("p") == []
-        await dear.say(
-            job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE, bolt11=dear_invoice
-        )
-        await cheap.say(
-            job.request, StatusKind.PAYMENT_REQUIRED, amount_msat=PRICE // 2, bolt11=cheap_invoice
-        )
+        await dear.ask_payment(PRICE, request=job.request, bolt11=dear_invoice)
+        await cheap.ask_payment(PRICE // 2, request=job.request, bolt11=cheap_invoice)
         paid = await until(job, UpdateType.PAID)
         assert (paid.dvm, paid.amount_msat, paid.request_id) == (cheap.pubkey, PRICE // 2, job.id)
         await dear.result(job.request, "too late")  # not the DVM chosen: not believed
@@ -313,17 +294,11 @@ async def test_an_open_legacy_request_pays_the_dvm_it_chooses(
         assert not await dear.settled(dear_invoice)
     assert (cheap.balance, dear.balance) == (PRICE // 2, 0)
     assert dev_wallet.balance(uri.client) == 100_000 - PRICE // 2
-    chosen = [u for u in [u async for u in job.updates()] if u.type is UpdateType.CHOSEN]
+    chosen = await updates_of(job, UpdateType.CHOSEN)
     assert [u.dvm for u in chosen] == [cheap.pubkey]
 
 
 # -- Cashu -------------------------------------------------------------------------------------
-
-
-async def funded(mint: str, sats: int) -> CashuWallet:
-    wallet = CashuWallet(mint_url=mint)
-    assert await wallet.mint(await wallet.request_mint(sats)) == sats
-    return wallet
 
 
 @pytest.mark.parametrize("target", ["text", 5050])
@@ -336,14 +311,12 @@ async def test_cashu_pays_in_a_payment_message_and_a_refund_comes_back(
     alice = await funded(cashu_mint, 100)
     till = CashuWallet(mint_url=cashu_mint)
     dvm = HandDVM(relay_url, dev_wallet)
-    async with dvm.running(), paying_customer(relay_url, None, cashu=alice) as customer:
+    async with dvm.running(), paying_customer(relay_url, cashu=alice) as customer:
         job = await customer.request(target, input="x", to=dvm.pubkey, max_price_msat=PRICE)
         request = await dvm.next_request()
-        await dvm.say(
-            request,
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=await dvm.invoice(PRICE),
+        await dvm.ask_payment(
+            PRICE,
+            request=request,
             methods=["bolt11", "cashu"],
             method_details={"cashu": cashu_mint + "/"},  # wallets differ on the slash
         )
@@ -386,11 +359,8 @@ async def test_cashu_of_another_mint_is_not_used(
     dvm = HandDVM(relay_url, dev_wallet)
     async with dvm.running(), paying_customer(relay_url, uri, cashu=alice) as customer:
         job = await customer.request("text", input="x", to=dvm.pubkey, max_price_msat=PRICE)
-        await dvm.say(
-            await dvm.next_request(),
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=await dvm.invoice(PRICE),
+        await dvm.ask_payment(
+            PRICE,
             methods=["cashu", "bolt11"],
             method_details={"cashu": "https://mint.elsewhere.example"},
         )
@@ -416,20 +386,9 @@ async def test_the_cap_is_for_the_whole_job_across_failovers(
             max_price_msat=PRICE,
             silence_timeout=0.5,
         )
-        await first.say(
-            await first.next_request(),
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=await first.invoice(PRICE),
-        )
+        await first.ask_payment(PRICE)
         await until(job, UpdateType.PAID)
-        invoice = await second.invoice(PRICE)
-        await second.say(
-            await second.next_request(),
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=PRICE,
-            bolt11=invoice,
-        )
+        invoice = await second.ask_payment(PRICE)
         with pytest.raises(PaymentRequired) as caught:
             await job.result(timeout=WAIT)
         assert not await second.settled(invoice)

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from dvmkit.customer import Customer, JobRefunded, UpdateType
-from dvmkit.customer.paying import Ask, Payer
-from dvmkit.errors import JobError, PaymentRequired
+from dvmkit.customer import JobRefunded, UpdateType
+from dvmkit.errors import PaymentRequired
 from dvmkit.nostr.event import Event, sign_event
 from dvmkit.nostr.keys import Keys
-from dvmkit.payments.cashu import CashuWallet
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.lnurl_server import LnurlServer
 from dvmkit.payments.nip47 import ConnectionURI
@@ -29,46 +25,24 @@ from dvmkit.protocol.envelope import Envelope
 from dvmkit.provider import DVM
 from dvmkit.provider.payments import CashuPayments, NWCPayments, Payments, ZapPayments
 from dvmkit.relay.pool import RelayPool
+from payments.mint import funded
 
-from .conftest import WAIT, customer_on, make_dvm
-
-PRICE = 21_000
-
-
-@pytest.fixture
-async def dev_wallet(relay_url: str) -> AsyncIterator[DevWallet]:
-    async with DevWallet(relays=[relay_url]) as wallet:
-        yield wallet
-
-
-def priced(relay: str, payments: Any, *, fail: bool = False, **kwargs: Any) -> DVM:
-    dvm = make_dvm(relay, price_msat=PRICE, payments=payments, **kwargs)
-
-    @dvm.job
-    async def shout(input: str) -> str:
-        if fail:
-            raise JobError("INTERNAL_ERROR", "the model is down")
-        return input.upper()
-
-    return dvm
+from .conftest import PRICE, WAIT, priced
+from .hand_dvm import paying_customer, updates_of
 
 
 @contextlib.asynccontextmanager
-async def paying(
-    relay: str, uri: ConnectionURI | None = None, cashu: CashuWallet | None = None
-) -> AsyncIterator[Customer]:
-    """A customer with an NWC wallet (entered here, as a caller must) and/or Cashu."""
-    async with contextlib.AsyncExitStack() as stack:
-        wallet = None
-        if uri is not None:
-            wallet = await stack.enter_async_context(NWCClient(uri, timeout=WAIT))
-        yield await stack.enter_async_context(customer_on(relay, wallet=wallet, cashu=cashu))
-
-
-async def funded(mint: str, sats: int) -> CashuWallet:
-    wallet = CashuWallet(mint_url=mint)
-    assert await wallet.mint(await wallet.request_mint(sats)) == sats
-    return wallet
+async def zap_only_dvm(relay: str, wallet: DevWallet) -> AsyncIterator[tuple[DVM, ConnectionURI]]:
+    """A running DVM paid only by zaps to its lightning address, and the dev-wallet account
+    behind that address (its LNURL server's wallet)."""
+    account = wallet.create_account(name="lnurl")
+    async with (
+        NWCClient(account, timeout=WAIT) as receiving,
+        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay]) as server,
+    ):
+        dvm = priced(relay, ZapPayments(address=server.address("dvm")))
+        async with dvm.running():
+            yield dvm, account
 
 
 @pytest.mark.parametrize("target", ["text", 5050])
@@ -78,7 +52,7 @@ async def test_a_bolt11_priced_job_is_paid_and_answered(
     seller = dev_wallet.create_account(name="dvm")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5))
-    async with dvm.running(), paying(relay_url, buyer) as customer:
+    async with dvm.running(), paying_customer(relay_url, buyer) as customer:
         job = await customer.request(target, input="hi", to=dvm.public_key, max_price_msat=PRICE)
         result = await job.result(timeout=WAIT)
     assert (result.content, result.dvm) == ("HI", dvm.public_key)
@@ -99,7 +73,7 @@ async def test_a_priced_dvm_above_the_cap_is_never_paid(
     seller = dev_wallet.create_account(name="dvm")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5))
-    async with dvm.running(), paying(relay_url, buyer) as customer:
+    async with dvm.running(), paying_customer(relay_url, buyer) as customer:
         job = await customer.request(
             "text", input="hi", to=dvm.public_key, max_price_msat=PRICE - 1
         )
@@ -119,7 +93,7 @@ async def test_cashu_is_preferred_when_the_dvm_takes_the_customers_mint(
     purse = await funded(cashu_mint, 50)
     till = CashuPayments(mint_url=cashu_mint)
     dvm = priced(relay_url, Payments(NWCPayments(seller, poll_interval=0.5), till))
-    async with dvm.running(), paying(relay_url, buyer, cashu=purse) as customer:
+    async with dvm.running(), paying_customer(relay_url, buyer, cashu=purse) as customer:
         job = await customer.request(target, input="ecash", to=dvm.public_key, max_price_msat=PRICE)
         result = await job.result(timeout=WAIT)
     assert result.content == "ECASH"
@@ -127,7 +101,7 @@ async def test_cashu_is_preferred_when_the_dvm_takes_the_customers_mint(
     assert till.wallet.balance == PRICE // 1000
     assert dev_wallet.balance(buyer.client) == 100_000  # the invoice beside it went unpaid
     assert dev_wallet.balance(seller.client) == 0
-    paid = [u for u in [u async for u in job.updates()] if u.type is UpdateType.PAID]
+    paid = await updates_of(job, UpdateType.PAID)
     assert [(u.method, u.amount_msat) for u in paid] == [("cashu", PRICE)]
 
 
@@ -138,7 +112,7 @@ async def test_a_failed_cashu_job_refunds_into_the_customers_wallet(
     purse = await funded(cashu_mint, PRICE // 1000)
     till = CashuPayments(mint_url=cashu_mint)
     dvm = priced(relay_url, till, fail=True)
-    async with dvm.running(), paying(relay_url, cashu=purse) as customer:
+    async with dvm.running(), paying_customer(relay_url, cashu=purse) as customer:
         job = await customer.request(target, input="x", to=dvm.public_key, max_price_msat=PRICE)
         with pytest.raises(JobRefunded) as caught:
             await job.result(timeout=WAIT)
@@ -166,7 +140,7 @@ async def test_a_private_job_pays_inside_its_envelope(
         dvm.running(),
         RelayPool(relays=[relay_url], signer=watcher, fetch_info=False) as pool,
         pool.subscribe(to_dvm) as sub,
-        paying(relay_url, cashu=purse) as customer,
+        paying_customer(relay_url, cashu=purse) as customer,
     ):
         await sub.wait_stored()
         job = await customer.request(
@@ -194,7 +168,7 @@ async def test_a_bid_below_the_price_is_raised_to_it_once(
     seller = dev_wallet.create_account(name="dvm")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5))
-    async with dvm.running(), paying(relay_url, buyer) as customer:
+    async with dvm.running(), paying_customer(relay_url, buyer) as customer:
         job = await customer.request(
             "text", input="bid", to=dvm.public_key, bid_msat=1000, max_price_msat=PRICE
         )
@@ -216,7 +190,7 @@ async def test_an_open_request_pays_the_offer_it_chose(
     seller = dev_wallet.create_account(name="dvm")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5), offers=True)
-    async with dvm.running(), paying(relay_url, buyer) as customer:
+    async with dvm.running(), paying_customer(relay_url, buyer) as customer:
         job = await customer.request("text", input="open", max_price_msat=PRICE)
         result = await job.result(timeout=WAIT)
     assert (result.content, result.dvm) == ("OPEN", dvm.public_key)
@@ -228,22 +202,17 @@ async def test_an_open_request_pays_the_offer_it_chose(
 async def test_a_zap_pays_a_dvm_that_takes_only_zaps(
     relay_url: str, dev_wallet: DevWallet, target: str | int
 ) -> None:
-    lnurl_account = dev_wallet.create_account(name="lnurl")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     async with (
-        NWCClient(lnurl_account, timeout=WAIT) as receiving,
-        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay_url]) as server,
+        zap_only_dvm(relay_url, dev_wallet) as (dvm, lnurl_account),
+        paying_customer(relay_url, buyer) as customer,
     ):
-        dvm = priced(relay_url, ZapPayments(address=server.address("dvm")))
-        async with dvm.running(), paying(relay_url, buyer) as customer:
-            job = await customer.request(
-                target, input="zap", to=dvm.public_key, max_price_msat=PRICE
-            )
-            result = await job.result(timeout=WAIT)
+        job = await customer.request(target, input="zap", to=dvm.public_key, max_price_msat=PRICE)
+        result = await job.result(timeout=WAIT)
     assert result.content == "ZAP"
     assert dev_wallet.balance(buyer.client) == 100_000 - PRICE
     assert dev_wallet.balance(lnurl_account.client) == PRICE
-    paid = [u for u in [u async for u in job.updates()] if u.type is UpdateType.PAID]
+    paid = await updates_of(job, UpdateType.PAID)
     assert [(u.method, u.amount_msat) for u in paid] == [("zap", PRICE)]
 
 
@@ -251,37 +220,18 @@ async def test_a_private_job_is_never_paid_by_zap(relay_url: str, dev_wallet: De
     """A zap request is signed by the customer and names the DVM and the job, and its
     receipt is public: the DVM offers no zap for a private job, and the customer, with
     nothing else it could pay with, pays nothing."""
-    lnurl_account = dev_wallet.create_account(name="lnurl")
     buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
     async with (
-        NWCClient(lnurl_account, timeout=WAIT) as receiving,
-        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay_url]) as server,
+        zap_only_dvm(relay_url, dev_wallet) as (dvm, lnurl_account),
+        paying_customer(relay_url, buyer) as customer,
     ):
-        dvm = priced(relay_url, ZapPayments(address=server.address("dvm")))
-        async with dvm.running(), paying(relay_url, buyer) as customer:
-            job = await customer.request(
-                "text", input="x", to=dvm.public_key, encrypt=True, max_price_msat=PRICE
-            )
-            with pytest.raises(PaymentRequired) as caught:
-                await job.result(timeout=WAIT)
-            asked = [u async for u in job.updates() if u.type is UpdateType.PAYMENT_REQUIRED]
+        job = await customer.request(
+            "text", input="x", to=dvm.public_key, encrypt=True, max_price_msat=PRICE
+        )
+        with pytest.raises(PaymentRequired) as caught:
+            await job.result(timeout=WAIT)
+    asked = await updates_of(job, UpdateType.PAYMENT_REQUIRED)
     assert [dict(u.methods) for u in asked] == [{}]
     assert "takes no method it names" in str(caught.value)
     assert dev_wallet.balance(buyer.client) == 100_000
     assert dev_wallet.balance(lnurl_account.client) == 0
-
-
-def test_the_customer_itself_never_zaps_for_a_private_job(dev_wallet: DevWallet) -> None:
-    # Its own rule too, whatever a DVM offers: a zap would publish the job's id.
-    uri = dev_wallet.create_account(name="alice")
-    payer = Payer(keys=Keys.generate(), wallet=NWCClient(uri))
-    ask = Ask(
-        dvm="d" * 64,
-        request_id="e" * 64,
-        amount_msat=PRICE,
-        bolt11=None,
-        methods={"zap": "dvm@127.0.0.1:1"},
-        cap_msat=PRICE,
-    )
-    assert payer.method_for(ask) == "zap"
-    assert payer.method_for(dataclasses.replace(ask, private=True)) is None

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from dvmkit.demo.mint import mint_env
+from dvmkit.payments.cashu import CashuWallet
 
 ROOT = Path(__file__).resolve().parents[2]
 MINT_VENV = ROOT / ".venv-mint"
@@ -93,3 +94,10 @@ def cashu_mint_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     """
     with running_mint(tmp_path_factory.mktemp("mint")) as url:
         yield url
+
+
+async def funded(mint: str, sats: int) -> CashuWallet:
+    """A Cashu wallet at ``mint`` holding ``sats`` freshly minted (FakeWallet pays the quote)."""
+    wallet = CashuWallet(mint_url=mint)
+    assert await wallet.mint(await wallet.request_mint(sats)) == sats
+    return wallet

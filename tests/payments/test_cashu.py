@@ -27,11 +27,7 @@ from dvmkit.payments.cashu import (
 )
 from dvmkit.payments.cashu_mint import MintClient
 
-
-async def funded(url: str, amount: int) -> CashuWallet:
-    wallet = CashuWallet(mint_url=url)
-    assert await wallet.mint(await wallet.request_mint(amount)) == amount
-    return wallet
+from .mint import funded
 
 
 async def test_mint_quote_is_paid_by_fakewallet_and_minted_into_proofs(cashu_mint: str) -> None:

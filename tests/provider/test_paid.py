@@ -21,7 +21,7 @@ from dvmkit.errors import JobError
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
 from dvmkit.payments import bolt11
-from dvmkit.payments.cashu import CashuWallet, decode_token
+from dvmkit.payments.cashu import decode_token
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.lnurl import fetch_invoice, fetch_pay_info
 from dvmkit.payments.lnurl_server import LnurlServer
@@ -32,6 +32,7 @@ from dvmkit.provider import DVM, Limits
 from dvmkit.provider.payments import CashuPayments, NWCPayments, Payments, ZapPayments
 from dvmkit.provider.pricing import Pricing
 from dvmkit.store import OWED, REFUNDED, JobState, SQLiteJobStore
+from payments.mint import funded
 
 from .conftest import FAST, Customer, customer_on, error_of, make_dvm, status_of
 
@@ -200,12 +201,6 @@ async def test_a_failed_paid_job_with_nowhere_to_refund_is_owed(
 
 
 # -- Cashu -------------------------------------------------------------------------------------
-
-
-async def funded(mint: str, sats: int) -> CashuWallet:
-    wallet = CashuWallet(mint_url=mint)
-    assert await wallet.mint(await wallet.request_mint(sats)) == sats
-    return wallet
 
 
 async def pay_cashu(customer: Customer, dvm: DVM, job_id: str, token: str) -> None:

@@ -6,8 +6,11 @@ Exit codes (documented in the README and tested):
     2   bad input: a malformed key, event, argument or payload
     3   ``dvm ask`` / ``dvm job wait``: the DVM answered with an error (or cancelled)
     4   ``dvm ask`` / ``dvm job wait`` / ``dvm job cancel``: timeout, no live DVM, no relay
-        answered, or (cancel) the job had already ended
-    5   ``dvm ask`` / ``dvm job wait``: payment refused, or asked above ``--max-price``
+        answered, or (cancel) the job had already ended; ``dvm ask`` / ``dvm wallet``: the
+        NWC wallet did not answer (``TIMEOUT``: the payment may still go out) or no relay
+        took the request to it (``NOT_SENT``)
+    5   ``dvm ask`` / ``dvm job wait`` / ``dvm wallet``: payment refused or failed, or asked
+        above ``--max-price``
     123 ``dvm verify`` read at least one invalid event (as nak does)
 """
 
@@ -16,13 +19,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
 import typer
 
 from dvmkit.errors import DVMError
 from dvmkit.nostr.keys import Keys
+
+if TYPE_CHECKING:
+    from dvmkit.payments.nip47 import ConnectionURI
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -32,6 +38,8 @@ EXIT_PAYMENT = 5
 EXIT_INVALID_EVENTS = 123
 
 SECRET_ENV = "NOSTR_SECRET_KEY"
+#: The NWC wallet ``dvm ask`` pays with (``dvm wallet`` reads it too: what is left in it).
+NWC_ENV = "DVMKIT_NWC"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,3 +86,22 @@ def emit(value: object) -> None:
     """Write one JSON value as one line on stdout."""
     sys.stdout.write(orjson.dumps(value).decode() + "\n")
     sys.stdout.flush()
+
+
+def parse_nwc(text: str) -> ConnectionURI:
+    """``--nwc`` parsed; a malformed URI exits 2 (the message never quotes it)."""
+    from dvmkit.payments.nip47 import ConnectionURI
+
+    try:
+        return ConnectionURI.parse(text)
+    except DVMError as exc:
+        error(f"--nwc: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def wallet_exit(code: str | None) -> int:
+    """The exit code of an NWC wallet's failure with NIP-47 ``code``: 4 when the wallet
+    never answered (``TIMEOUT``) or was never reached (``NOT_SENT``), else 5."""
+    from dvmkit.payments.nip47 import NOT_SENT, TIMEOUT
+
+    return EXIT_NO_ANSWER if code in (TIMEOUT, NOT_SENT) else EXIT_PAYMENT

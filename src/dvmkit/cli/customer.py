@@ -10,7 +10,9 @@ imported inside the commands so that ``dvm ask`` starts fast.
 ``dvm ask --max-price MSAT --nwc URI`` pays a priced DVM up to MSAT from that NWC wallet
 (``$DVMKIT_NWC``), printing ``paid N msat ...`` on stderr; the URI holds a secret and is never
 printed. A payment refused (over the cap, a bad invoice, nothing the DVM takes) or failed (the
-wallet said no) exits 5.
+wallet said no) exits 5; a wallet that did not answer, or could not be reached, exits 4 as in
+``dvm wallet`` (after a ``TIMEOUT`` the payment may still go out: check ``dvm wallet
+balance``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -27,10 +29,12 @@ from dvmkit.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_JOB_ERROR,
     EXIT_NO_ANSWER,
-    EXIT_PAYMENT,
+    NWC_ENV,
     SECRET_ENV,
     emit,
     error,
+    parse_nwc,
+    wallet_exit,
 )
 from dvmkit.errors import (
     DVMError,
@@ -44,12 +48,9 @@ from dvmkit.errors import (
 if TYPE_CHECKING:
     from dvmkit.customer.job import Job
     from dvmkit.nostr.keys import Keys
-    from dvmkit.payments.nip47 import ConnectionURI
-    from dvmkit.payments.nwc import NWCClient
 
 DEFAULT_RELAY = "ws://127.0.0.1:10547"
 RELAYS_ENV = "DVMKIT_RELAYS"
-NWC_ENV = "DVMKIT_NWC"
 T = TypeVar("T")
 
 Sec = Annotated[
@@ -114,7 +115,9 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(EXIT_JOB_ERROR) from None
     except PaymentError as exc:
         error(str(exc))
-        raise typer.Exit(EXIT_PAYMENT) from None
+        # A wallet's failure carries its NIP-47 code (PaymentFailed, WalletError); a refusal
+        # (PaymentRequired) has none.
+        raise typer.Exit(wallet_exit(getattr(exc, "code", None))) from None
     except (NoAnswer, RelayError) as exc:
         error(str(exc))
         raise typer.Exit(EXIT_NO_ANSWER) from None
@@ -253,13 +256,14 @@ def ask_command(
     sec: Sec = None,
 ) -> None:
     """Ask a DVM for a job; the result on stdout, progress on stderr."""
-    wallet_uri = parse_nwc(nwc)
+    wallet_uri = parse_nwc(nwc) if nwc else None
 
     async def main() -> Any:
         import asyncio
 
         from dvmkit.customer import Customer, CustomerTimeouts
         from dvmkit.customer.discovery import legacy_kind
+        from dvmkit.payments.nwc import NWCClient
         from dvmkit.protocol.envelope import Envelope
 
         private = encrypt or nip04
@@ -271,9 +275,11 @@ def ask_command(
         dvm = public_key(to) if to else None
         keys = customer_keys(sec)
         timeouts = CustomerTimeouts(silence=min(15.0, timeout))
+        # Each wallet call may take up to 30 s, never longer than the whole ask.
+        client = NWCClient(wallet_uri, timeout=min(30.0, timeout)) if wallet_uri else None
         async with (
             asyncio.timeout(timeout),
-            _wallet(wallet_uri, min(30.0, timeout)) as wallet,
+            client if client is not None else contextlib.nullcontext() as wallet,
             Customer(
                 relays=relays_from(relays), keys=keys, timeouts=timeouts, wallet=wallet
             ) as customer,
@@ -309,32 +315,6 @@ def ask_command(
         emit(result.to_dict())
     else:
         sys.stdout.write(result.content + "\n")
-
-
-def parse_nwc(text: str | None) -> ConnectionURI | None:
-    """``--nwc`` parsed, or None; a malformed URI exits 2 (the message never quotes it)."""
-    if not text:
-        return None
-    from dvmkit.payments.nip47 import ConnectionURI
-
-    try:
-        return ConnectionURI.parse(text)
-    except DVMError as exc:
-        error(f"--nwc: {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-
-
-@contextlib.asynccontextmanager
-async def _wallet(uri: ConnectionURI | None, wait: float) -> AsyncIterator[NWCClient | None]:
-    """The NWC wallet ``dvm ask`` pays with, running (``wait``: seconds per wallet call);
-    None without ``--nwc``."""
-    if uri is None:
-        yield None
-        return
-    from dvmkit.payments.nwc import NWCClient
-
-    async with NWCClient(uri, timeout=wait) as wallet:
-        yield wallet
 
 
 #: The most ``dvm ask`` reads from stdin: relays refuse far smaller events anyway.

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from dvmkit.cli.common import EXIT_BAD_INPUT, EXIT_NO_ANSWER, EXIT_PAYMENT, emit, error
+from dvmkit.cli.common import EXIT_BAD_INPUT, NWC_ENV, emit, error, parse_nwc, wallet_exit
 from dvmkit.errors import DVMError
 
 if TYPE_CHECKING:
@@ -38,9 +38,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DB = Path(".dvmkit") / "wallet.sqlite3"
 DEFAULT_RELAY = "ws://127.0.0.1:10547"
-NWC_ENV = "NWC_URI"
-#: The wallet ``dvm ask`` pays with: ``dvm wallet balance`` shows what is left in it.
-ASK_NWC_ENV = "DVMKIT_NWC"
+NWC_URI_ENV = "NWC_URI"
 T = TypeVar("T")
 
 wallet_app = typer.Typer(
@@ -60,8 +58,8 @@ NwcOption = Annotated[
     str,
     typer.Option(
         "--nwc",
-        envvar=[NWC_ENV, ASK_NWC_ENV],
-        help=f"the wallet's nostr+walletconnect:// URI (or ${NWC_ENV}, ${ASK_NWC_ENV})",
+        envvar=[NWC_URI_ENV, NWC_ENV],
+        help=f"the wallet's nostr+walletconnect:// URI (or ${NWC_URI_ENV}, ${NWC_ENV})",
         show_default=False,
         show_envvar=True,
     ),
@@ -194,21 +192,20 @@ def pay_command(
 def _with_wallet(nwc: str, timeout: float, call: Callable[[NWCClient], Awaitable[T]]) -> T:
     import asyncio
 
-    from dvmkit.payments.nip47 import NOT_SENT, TIMEOUT, ConnectionURI, WalletError
+    from dvmkit.payments.nip47 import WalletError
     from dvmkit.payments.nwc import NWCClient
+
+    uri = parse_nwc(nwc)
 
     async def run() -> T:
         async with NWCClient(uri, timeout=timeout) as wallet:
             return await call(wallet)
 
     try:
-        uri = ConnectionURI.parse(nwc)
         return asyncio.run(run())
     except WalletError as exc:
         error(str(exc))
-        raise typer.Exit(
-            EXIT_NO_ANSWER if exc.code in (TIMEOUT, NOT_SENT) else EXIT_PAYMENT
-        ) from None
-    except DVMError as exc:  # the URI, a relay URL: never the secret (errors.py)
+        raise typer.Exit(wallet_exit(exc.code)) from None
+    except DVMError as exc:  # a relay URL: never the secret (errors.py)
         error(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None

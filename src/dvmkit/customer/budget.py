@@ -15,15 +15,12 @@ How a payment is made (method, invoice checks) is the :class:`~dvmkit.customer.p
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from dvmkit.customer.paying import Ask, Paid, Refunded
+from dvmkit.customer.paying import Ask, Payer, Refunded, Send
 from dvmkit.customer.values import Update, UpdateType
 from dvmkit.errors import JobFailed, PaymentRequired
 from dvmkit.nostr.event import Event
-from dvmkit.protocol.envelope import Envelope
 
-__all__ = ["Budget", "JobRefunded", "PaymentHost", "failure", "refusal"]
+__all__ = ["Budget", "JobRefunded", "failure"]
 
 
 class JobRefunded(JobFailed):
@@ -50,39 +47,35 @@ class JobRefunded(JobFailed):
         self.refund_method = refund_method
 
 
-class PaymentHost(Protocol):
-    """What a budget needs from its customer: the payer's face."""
-
-    def has_wallet(self) -> bool: ...
-    def payment_method(self, ask: Ask, *, offer: bool = False) -> str | None: ...
-    async def pay(self, ask: Ask, envelope: Envelope | None) -> Paid: ...
-    async def refund(self, event: Event) -> Refunded | None: ...
-
-
 class Budget:
     """The money side of one job.
 
     Args:
-        host: the customer (its payer).
+        payer: the customer's payer.
         cap_msat: the most the job may cost in total; None pays nothing.
         watch: a watched job (someone else's request): never pays.
-        envelope: a private job's envelope (its payment messages are wrapped; no zaps).
+        private: a private job (its payment messages are wrapped; no zaps).
     """
 
     def __init__(
         self,
-        host: PaymentHost,
+        payer: Payer,
         cap_msat: int | None,
         *,
         watch: bool = False,
-        envelope: Envelope | None = None,
+        private: bool = False,
     ) -> None:
-        self._host = host
+        self._payer = payer
         self.cap_msat = None if watch else cap_msat
-        self._envelope = envelope
+        self._private = private
         self.spent_msat = 0
         self._paid: set[str] = set()
         self._rebids: set[str] = set()
+
+    @property
+    def left_msat(self) -> int | None:
+        """What the cap leaves for this job (the cap is for the whole job); None: no cap."""
+        return None if self.cap_msat is None else self.cap_msat - self.spent_msat
 
     def is_paid(self, request_id: str) -> bool:
         """Whether ``request_id`` was paid (or a payment for it was tried)."""
@@ -91,15 +84,16 @@ class Budget:
     def within(self, amount_msat: int) -> bool:
         """Whether the cap leaves room for ``amount_msat`` (no cap: everything is, as an
         offer; paying needs a cap, see :meth:`ask`)."""
-        return self.cap_msat is None or amount_msat <= self.cap_msat - self.spent_msat
+        left = self.left_msat
+        return left is None or amount_msat <= left
 
     def ask(self, update: Update, request_id: str) -> Ask | None:
         """``update``'s price as something to pay, or None when this job will not pay it (no
         cap, or above what the cap leaves)."""
-        cap, amount = self.cap_msat, update.amount_msat
-        if cap is None or amount is None or update.dvm is None:
+        cap, left, amount = self.cap_msat, self.left_msat, update.amount_msat
+        if cap is None or left is None or amount is None or update.dvm is None:
             return None
-        if amount > cap - self.spent_msat:
+        if amount > left:
             return None
         return Ask(
             dvm=update.dvm,
@@ -108,14 +102,14 @@ class Budget:
             bolt11=update.bolt11,
             methods=update.methods,
             cap_msat=cap,
-            spent_msat=self.spent_msat,
-            private=self._envelope is not None,
+            left_msat=left,
+            private=self._private,
         )
 
     def payable(self, update: Update, request_id: str, *, offer: bool = False) -> bool:
         """Whether this job would pay ``update``'s price with something its DVM takes."""
         ask = self.ask(update, request_id)
-        return ask is not None and self._host.payment_method(ask, offer=offer) is not None
+        return ask is not None and self._payer.method_for(ask, offer=offer) is not None
 
     def rebid(self, update: Update, request_id: str) -> bool:
         """Take up a targeted DVM's ``offer``: True (once per DVM) when the cap allows it and
@@ -128,8 +122,14 @@ class Budget:
         self._rebids.add(dvm)
         return True
 
-    async def pay(self, update: Update, request_id: str) -> Update:
+    async def pay(self, update: Update, request_id: str, *, send: Send) -> Update:
         """Pay ``update``, a ``payment-required`` for ``request_id`` from the job's DVM.
+
+        Args:
+            update: the ask.
+            request_id: the job's current request, the one ``update`` is about.
+            send: publishes an event to the DVM as the job sends its requests (wrapped for a
+                private job): a Cashu payment message goes through it.
 
         Returns:
             The ``paid`` update to report.
@@ -144,7 +144,7 @@ class Budget:
             raise self.refuse(update)
         # Marked before paying: whatever happens next, this request is not paid again.
         self._paid.add(request_id)
-        paid = await self._host.pay(ask, self._envelope)
+        paid = await self._payer.pay(ask, send=send)
         self.spent_msat += paid.amount_msat
         return Update(
             UpdateType.PAID,
@@ -160,69 +160,43 @@ class Budget:
         this job paid (nobody else's token is touched)."""
         if request_id not in self._paid:
             return None
-        return await self._host.refund(event)
+        return await self._payer.refund(event)
 
     def refuse(self, update: Update) -> PaymentRequired:
-        """The error for a price this job does not pay."""
-        dvm = update.dvm or "?"
-        return refusal(
-            dvm,
-            update.amount_msat or 0,
-            cap_msat=self.cap_msat,
-            spent_msat=self.spent_msat,
-            bolt11=update.bolt11,
-            asked_again=dvm in self._rebids,
-            has_wallet=self._host.has_wallet(),
+        """The error for a price this job does not pay, saying why and what to do."""
+        dvm, amount = update.dvm or "?", update.amount_msat or 0
+        cap, left = self.cap_msat, self.left_msat
+        if cap is None or left is None:
+            message = (
+                f"DVM {dvm} asks {amount} msat and this job has no cap: give one "
+                "(max_price_msat, or dvm ask --max-price with --nwc) and a wallet to pay it, "
+                "or choose a free DVM (dvm discover shows prices)"
+            )
+        elif amount > left:
+            spent = self.spent_msat
+            already = f" ({spent} msat already paid for this job)" if spent else ""
+            message = (
+                f"DVM {dvm} asks {amount} msat, above your cap of {cap} msat{already}: "
+                "raise --max-price or choose another DVM"
+            )
+        elif dvm in self._rebids:
+            message = (
+                f"DVM {dvm} answered with an offer again ({amount} msat) after it was asked "
+                "at its price: choose another DVM"
+            )
+        else:
+            wallet = (
+                "no wallet it takes"
+                if self._payer.can_pay
+                else "no wallet (wallet= / cashu=, or --nwc)"
+            )
+            message = (
+                f"DVM {dvm} asks {amount} msat and this customer has {wallet}: see the "
+                "payment methods in dvm discover"
+            )
+        return PaymentRequired(
+            message, dvm=dvm, amount_msat=amount, cap_msat=cap, bolt11=update.bolt11
         )
-
-
-def refusal(
-    dvm: str,
-    amount_msat: int,
-    *,
-    cap_msat: int | None,
-    spent_msat: int = 0,
-    bolt11: str | None = None,
-    asked_again: bool = False,
-    has_wallet: bool = True,
-) -> PaymentRequired:
-    """The error of a job that will not pay what ``dvm`` asks, saying why and what to do.
-
-    Args:
-        dvm: the DVM asking.
-        amount_msat: what it asks.
-        cap_msat: the job's cap (None: the job pays nothing).
-        spent_msat: what the job paid already.
-        bolt11: the invoice sent, if any.
-        asked_again: the DVM answered ``offer`` to a request already made at its price.
-        has_wallet: the customer has a wallet at all.
-    """
-    if cap_msat is None:
-        message = (
-            f"DVM {dvm} asks {amount_msat} msat and this job has no cap: give one "
-            "(max_price_msat, or dvm ask --max-price with --nwc) and a wallet to pay it, or "
-            "choose a free DVM (dvm discover shows prices)"
-        )
-    elif amount_msat > cap_msat - spent_msat:
-        spent = f" ({spent_msat} msat already paid for this job)" if spent_msat else ""
-        message = (
-            f"DVM {dvm} asks {amount_msat} msat, above your cap of {cap_msat} msat{spent}: "
-            "raise --max-price or choose another DVM"
-        )
-    elif asked_again:
-        message = (
-            f"DVM {dvm} answered with an offer again ({amount_msat} msat) after it was asked "
-            "at its price: choose another DVM"
-        )
-    else:
-        wallet = "no wallet it takes" if has_wallet else "no wallet (wallet= / cashu=, or --nwc)"
-        message = (
-            f"DVM {dvm} asks {amount_msat} msat and this customer has {wallet}: see the "
-            "payment methods in dvm discover"
-        )
-    return PaymentRequired(
-        message, dvm=dvm, amount_msat=amount_msat, cap_msat=cap_msat, bolt11=bolt11
-    )
 
 
 def failure(update: Update, dvm: str, refunded: Refunded | None) -> JobFailed:

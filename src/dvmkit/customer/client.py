@@ -35,15 +35,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from dvmkit.customer import discovery
 from dvmkit.customer.answers import CHOICES, Choose
 from dvmkit.customer.job import Job, Plan, unique_targets
-from dvmkit.customer.paying import Ask, Paid, Payer, Refunded
+from dvmkit.customer.paying import Payer
 from dvmkit.customer.request import ParamValue, build_request, request_tags
 from dvmkit.customer.values import DEFAULT_CUSTOMER_TIMEOUTS, CustomerTimeouts, DVMInfo
 from dvmkit.errors import NoAnswer, ProtocolError, RelayError
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.giftwrap import MAX_BACKDATE
 from dvmkit.nostr.keys import Keys, is_hex64
-from dvmkit.protocol.envelope import WRAP_KINDS, Envelope, open_wrap, wrap_request
-from dvmkit.protocol.modern import cancel_event
+from dvmkit.protocol.envelope import WRAP_KINDS, Envelope, open_wrap
 from dvmkit.relay.pool import RelayPool
 
 if TYPE_CHECKING:
@@ -65,7 +64,7 @@ class Customer:
         relays: relay URLs to publish requests to and read answers from.
         keys: the customer's identity; a fresh key for this session when omitted.
         timeouts: connect, discovery, offer window, re-publish and silence deadlines.
-        clock: unix time (for liveness, invoice expiry).
+        clock: unix time (for liveness, invoice expiry, the dates of cancellations).
         wallet: an NWC wallet to pay invoices and zaps with. The caller runs it (``async
             with NWCClient(uri) as wallet``) for as long as the customer: the customer never
             opens or closes it, and never shows its URI.
@@ -75,6 +74,12 @@ class Customer:
     A job pays only when ``request`` gave it a ``max_price_msat`` and one of these wallets
     pays something the DVM takes; otherwise it ends with
     :class:`~dvmkit.errors.PaymentRequired` as before.
+
+    Attributes:
+        keys: the customer's keys.
+        timeouts: its deadlines.
+        clock: its unix time.
+        payer: what its jobs pay with (the wallets above); never shows a secret.
     """
 
     def __init__(
@@ -91,7 +96,7 @@ class Customer:
             raise ValueError("a customer needs at least one relay: start one with `dvm relay`")
         self.keys = keys or Keys.generate()
         self.timeouts = timeouts
-        self._clock = clock
+        self.clock = clock
         # NIP-11 documents are not needed to send small requests; skipping them saves a round
         # trip per relay at start (the CLI's start-to-result time).
         self._pool = RelayPool(relays=relays, signer=self.keys, fetch_info=False)
@@ -103,7 +108,7 @@ class Customer:
         self._known: dict[str, DVMInfo] = {}
         self._opened: collections.OrderedDict[str, Event | None] = collections.OrderedDict()
         self._wrap_feed: asyncio.Future[None] | None = None
-        self._payer = Payer(keys=self.keys, wallet=wallet, cashu=cashu, relays=relays, clock=clock)
+        self.payer = Payer(keys=self.keys, relays=relays, wallet=wallet, cashu=cashu, clock=clock)
 
     def __repr__(self) -> str:
         return f"Customer(pubkey={self.keys.public_key!r}, relays={list(self._pool.relays)!r})"
@@ -118,7 +123,7 @@ class Customer:
         try:
             await self._stack.enter_async_context(self._pool)
             self._tg = await self._stack.enter_async_context(asyncio.TaskGroup())
-            since = int(self._clock()) - _SINCE_SLACK
+            since = int(self.clock()) - _SINCE_SLACK
             sub = await self._stack.enter_async_context(
                 self._pool.subscribe({"#p": [self.keys.public_key], "since": since})
             )
@@ -203,7 +208,7 @@ class Customer:
         await asyncio.shield(self._wrap_feed)
 
     async def _feed_wraps(self, ready: asyncio.Future[None]) -> None:
-        since = int(self._clock()) - MAX_BACKDATE - _SINCE_SLACK
+        since = int(self.clock()) - MAX_BACKDATE - _SINCE_SLACK
         wraps = {"kinds": sorted(WRAP_KINDS), "#p": [self.keys.public_key], "since": since}
         try:
             async with self._pool.subscribe(wraps, rewrite_since=False) as sub:
@@ -243,20 +248,6 @@ class Customer:
                 "running and accept the kind"
             )
 
-    async def send_cancel(
-        self, request: Event, dvm: str | None, envelope: Envelope | None = None
-    ) -> None:
-        if request.pubkey != self.keys.public_key:
-            return  # a watched request of someone else's: only its author can cancel it
-        providers = None if dvm is None else [dvm]
-        event = cancel_event(request, created_at=int(self._clock()), providers=providers)
-        signed = event.sign(self.keys)
-        if envelope is not None and dvm is not None:
-            # A cancel in the clear would name the private request's id: wrap it too.
-            signed = wrap_request(signed, self.keys, dvm, envelope)
-        with contextlib.suppress(RelayError):
-            await self._pool.publish(signed, wait="first")
-
     def route(self, request_id: str, job: Job | None) -> None:
         if job is None:
             self._routes.pop(request_id, None)
@@ -274,24 +265,6 @@ class Customer:
     def is_dead(self, dvm: str) -> bool:
         info = self._known.get(dvm)
         return info is not None and not info.alive
-
-    def has_wallet(self) -> bool:
-        return self._payer.can_pay
-
-    def payment_method(self, ask: Ask, *, offer: bool = False) -> str | None:
-        return self._payer.method_for(ask, offer=offer)
-
-    async def pay(self, ask: Ask, envelope: Envelope | None) -> Paid:
-        async def send(event: Event) -> None:
-            if envelope is not None:
-                # A payment message in the clear would name the private request's id.
-                event = wrap_request(event, self.keys, ask.dvm, envelope)
-            await self.send(event)
-
-        return await self._payer.pay(ask, send=send)
-
-    async def refund(self, event: Event) -> Refunded | None:
-        return await self._payer.refund(event)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -324,7 +297,7 @@ class Customer:
             beat_events = await self._pool.fetch(discovery.heartbeat_filter(pubkeys), timeout=wait)
             asked = set(pubkeys)
             beats = discovery.latest_beats(e for e in beat_events if e.pubkey in asked)
-        infos = discovery.describe(found, beats, self._clock())
+        infos = discovery.describe(found, beats, self.clock())
         # Several DVMs may share a key: the key counts as alive when any of them is.
         alive = {info.pubkey for info in infos if info.alive}
         for info in infos:

@@ -16,15 +16,17 @@ job again at that price.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from dvmkit.customer.answers import Choose, Offer, offer_from, rank_offers, read_answer
-from dvmkit.customer.budget import Budget, PaymentHost, failure
+from dvmkit.customer.budget import Budget, failure
+from dvmkit.customer.paying import Payer
 from dvmkit.customer.request import retarget
 from dvmkit.customer.values import JobResult, Update, UpdateType
 from dvmkit.errors import (
@@ -32,23 +34,24 @@ from dvmkit.errors import (
     JobCancelled,
     NoAnswer,
     ProtocolError,
+    RelayError,
 )
 from dvmkit.nostr import nip04, nip44
 from dvmkit.nostr.event import Event, Tag
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.envelope import Envelope, wrap_request
 from dvmkit.protocol.job import MODERN_KIND, Encryption
+from dvmkit.protocol.modern import cancel_event
 
 
-class Host(PaymentHost, Protocol):
+class Host(Protocol):
     """What a job needs from its customer."""
 
     keys: Keys
+    payer: Payer
+    clock: Callable[[], float]
 
     async def send(self, event: Event) -> None: ...
-    async def send_cancel(
-        self, request: Event, dvm: str | None, envelope: Envelope | None = None
-    ) -> None: ...
     def route(self, request_id: str, job: Job | None) -> None: ...
     def latency(self, dvm: str) -> float | None: ...
     def observed(self, dvm: str, seconds: float) -> None: ...
@@ -106,7 +109,9 @@ class Job:
         self._result: JobResult | None = None
         self._error: DVMError | None = None
         self.task: asyncio.Task[None] | None = None
-        self._budget = Budget(host, plan.max_price_msat, watch=plan.watch, envelope=plan.envelope)
+        self._budget = Budget(
+            host.payer, plan.max_price_msat, watch=plan.watch, private=plan.envelope is not None
+        )
 
     @property
     def id(self) -> str:
@@ -167,7 +172,7 @@ class Job:
         the job as cancelled. Does nothing once the job has ended."""
         if self.done:
             return
-        await self._host.send_cancel(self._current, self._current_dvm, self._plan.envelope)
+        await self._send_cancel()
         await self._finish(error=JobCancelled(f"job {self.id} was cancelled"))
         await self._emit(Update(UpdateType.CANCELLED, self._current.id, dvm=self._current_dvm))
         if self.task is not None and self.task is not asyncio.current_task():
@@ -271,7 +276,7 @@ class Job:
         """
         for number, dvm in enumerate(dvms):
             if number > 0:
-                await self._host.send_cancel(self._current, self._current_dvm, self._plan.envelope)
+                await self._send_cancel()
                 await self._emit(Update(UpdateType.FAILOVER, self._current.id, dvm=dvm))
             if number > 0 or first_is_new:
                 request = retarget(self._host.keys, request, dvm, private=self._plan.private_tags)
@@ -385,7 +390,8 @@ class Job:
                     # Only the DVM asked can get here (author check above), and only about
                     # the current request (read_answer): pay it once, within the cap.
                     if not self._budget.is_paid(request.id):
-                        await self._emit(await self._budget.pay(update, request.id))
+                        to_dvm = functools.partial(self._send_to, dvm)
+                        await self._emit(await self._budget.pay(update, request.id, send=to_dvm))
                         last = loop.time()  # the DVM starts once its wallet confirms
                     continue
                 # An open request is paid only once a DVM is chosen: this ask is an offer.
@@ -409,8 +415,26 @@ class Job:
                     raise self._budget.refuse(update)
                 return _Rebid(update.amount_msat)
 
+    async def _send_to(self, dvm: str, event: Event) -> None:
+        """Send ``event`` (a payment message) to ``dvm`` as this job's requests go."""
+        await self._host.send(self._wire(event, dvm))
+
+    async def _send_cancel(self) -> None:
+        """Tell the current DVM to stop, if the request is ours (only its author can cancel);
+        best effort: a cancel no relay takes does not fail the job that is ending or moving on.
+        """
+        request, dvm, keys = self._current, self._current_dvm, self._host.keys
+        if request.pubkey != keys.public_key:
+            return  # a watched request of someone else's
+        providers = None if dvm is None else [dvm]
+        cancel = cancel_event(request, created_at=int(self._host.clock()), providers=providers)
+        with contextlib.suppress(NoAnswer, RelayError):
+            await self._host.send(self._wire(cancel.sign(keys), dvm))
+
     def _wire(self, request: Event, dvm: str | None) -> Event:
-        """What goes on the wire for ``request``: itself, or wrapped to its DVM."""
+        """What goes on the wire for ``request`` (or a cancel or payment message about it):
+        itself, or wrapped to its DVM (in the clear it would name the private request's id).
+        """
         envelope = self._plan.envelope
         if envelope is None:
             return request

@@ -31,6 +31,7 @@ from dvmkit.nostr.keys import Keys
 from dvmkit.payments import bolt11
 from dvmkit.payments.cashu_errors import CashuError
 from dvmkit.payments.cashu_token import normalize_mint_url
+from dvmkit.payments.nip47 import WalletError
 from dvmkit.protocol.payment import BOLT11, CASHU, ZAP, payment_event, read_refund
 
 if TYPE_CHECKING:
@@ -53,16 +54,27 @@ class PaymentFailed(PaymentError):
         request_id: the request being paid for.
         amount_msat: what was to be paid.
         method: ``bolt11``, ``cashu`` or ``zap``.
+        code: the NWC wallet's error code (:class:`~dvmkit.payments.nip47.WalletError`) when
+            the wallet failed, else None: ``TIMEOUT``, it did not answer in time (the payment
+            may still go out); ``NOT_SENT``, no relay took the request to it.
     """
 
     def __init__(
-        self, message: str, *, dvm: str, request_id: str, amount_msat: int, method: str
+        self,
+        message: str,
+        *,
+        dvm: str,
+        request_id: str,
+        amount_msat: int,
+        method: str,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.dvm = dvm
         self.request_id = request_id
         self.amount_msat = amount_msat
         self.method = method
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +89,8 @@ class Ask:
         methods: the methods it named, with their details (empty: a NIP-90 DVM that names
             none takes the invoice it sent).
         cap_msat: the job's cap.
-        spent_msat: what the job paid already (a job failed over after paying one DVM).
+        left_msat: what the cap leaves (the cap is for the whole job: a job failed over after
+            paying one DVM has less left), the most this payment may cost.
         private: a wrapped job (no zap; the payment message is wrapped too).
     """
 
@@ -87,13 +100,8 @@ class Ask:
     bolt11: str | None
     methods: Mapping[str, str | None]
     cap_msat: int
-    spent_msat: int = 0
+    left_msat: int
     private: bool = False
-
-    @property
-    def budget_msat(self) -> int:
-        """The most this payment may cost: the cap is for the whole job."""
-        return self.cap_msat - self.spent_msat
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +140,9 @@ class Payer:
         self,
         *,
         keys: Keys,
+        relays: Sequence[str],
         wallet: NWCClient | None = None,
         cashu: CashuWallet | None = None,
-        relays: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
@@ -160,12 +168,11 @@ class Payer:
             ask: what is asked.
             offer: ``ask`` is an offer: its invoice comes later, with ``payment-required``.
         """
-        cashu, detail = self.cashu, ask.methods.get(CASHU)
-        if cashu is not None and detail and normalize_mint_url(detail) == cashu.mint_url:
-            cost = _cashu_amount(cashu, ask.amount_msat)
-            # A wallet short of funds falls through to Lightning rather than fail.
-            if cost is not None and _msat(cashu, cost) <= ask.budget_msat and cashu.balance >= cost:
-                return CASHU
+        if self._cashu_cost(ask) is not None:
+            return CASHU
+        return self._lightning(ask, offer=offer)
+
+    def _lightning(self, ask: Ask, *, offer: bool = False) -> str | None:
         if self.wallet is None:
             return None
         if (ask.bolt11 or offer) and (BOLT11 in ask.methods or not ask.methods):
@@ -173,6 +180,18 @@ class Payer:
         if ask.methods.get(ZAP) and not ask.private:
             return ZAP
         return None
+
+    def _cashu_cost(self, ask: Ask) -> int | None:
+        """What ``ask`` costs in the Cashu wallet's unit, when the wallet can pay it: the DVM
+        names its mint, the cost (rounded up) fits in what the cap leaves, and the wallet
+        holds that much (short of funds, it falls through to Lightning rather than fail)."""
+        cashu, detail = self.cashu, ask.methods.get(CASHU)
+        if cashu is None or not detail or normalize_mint_url(detail) != cashu.mint_url:
+            return None
+        cost = _cashu_amount(cashu, ask.amount_msat)
+        if cost is None or _msat(cashu, cost) > ask.left_msat or cashu.balance < cost:
+            return None
+        return cost
 
     async def pay(self, ask: Ask, *, send: Send) -> Paid:
         """Pay ``ask`` by the method :meth:`method_for` chooses.
@@ -190,12 +209,13 @@ class Payer:
                 (its amount is not the one asked, it expired, or it was paid before).
             PaymentFailed: the wallet, mint or LNURL service failed.
         """
-        method = self.method_for(ask)
+        cost = self._cashu_cost(ask)
+        method = CASHU if cost is not None else self._lightning(ask)
         if method is None:
             raise self._unpayable(ask)
         try:
-            if method == CASHU:
-                return await self._pay_cashu(ask, send)
+            if cost is not None:
+                return await self._pay_cashu(ask, cost, send)
             if method == BOLT11:
                 assert ask.bolt11 is not None
                 return await self._pay_invoice(ask, ask.bolt11, BOLT11)
@@ -210,13 +230,12 @@ class Payer:
                 request_id=ask.request_id,
                 amount_msat=ask.amount_msat,
                 method=method,
+                code=exc.code if isinstance(exc, WalletError) else None,
             ) from None
 
-    async def _pay_cashu(self, ask: Ask, send: Send) -> Paid:
+    async def _pay_cashu(self, ask: Ask, cost: int, send: Send) -> Paid:
         cashu = self.cashu
         assert cashu is not None
-        cost = _cashu_amount(cashu, ask.amount_msat)
-        assert cost is not None
         token = await cashu.send(cost, memo=f"job {ask.request_id[:16]}")
         message = payment_event(
             self.keys,
@@ -243,14 +262,6 @@ class Payer:
 
         address = ask.methods.get(ZAP)
         assert address is not None
-        if not self.relays:
-            raise PaymentFailed(
-                "a zap needs a relay for its receipt",
-                dvm=ask.dvm,
-                request_id=ask.request_id,
-                amount_msat=ask.amount_msat,
-                method=ZAP,
-            )
         info = await fetch_pay_info(address)
         request = zap_request(
             self.keys,
@@ -288,10 +299,10 @@ class Payer:
             raise refuse(f"an invoice that does not decode ({exc})") from None
         if invoice.amount_msat is None:
             raise refuse("an invoice for any amount (it must name the amount asked)")
+        # The amount asked is within what the cap leaves (the job's check): an invoice for
+        # exactly that amount is too.
         if invoice.amount_msat != ask.amount_msat:
             raise refuse(f"an invoice for {invoice.amount_msat} msat")
-        if invoice.amount_msat > ask.budget_msat:
-            raise refuse(f"an invoice above the {ask.budget_msat} msat left under the cap")
         if invoice.is_expired(now=self._clock()):
             raise refuse("an invoice that has expired")
         if invoice.payment_hash in self._hashes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dvmkit.demo.mint import mint_env
+from dvmkit.demo.mint import free_port, mint_env
 from dvmkit.payments.cashu import CashuWallet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,13 +29,6 @@ MINT_VENV = ROOT / ".venv-mint"
 MINT_BIN = MINT_VENV / "bin" / "mint"
 #: How long the mint may take to answer /v1/info (it takes ~1 s; CI machines are slow).
 START_DEADLINE = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers(url: str) -> bool:
@@ -59,7 +51,7 @@ def running_mint(workdir: Path) -> Iterator[str]:
             "(or `make test`) in the repository root",
             pytrace=False,
         )
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = mint_env(MINT_BIN, workdir, port)
     log_path = workdir / "mint.log"

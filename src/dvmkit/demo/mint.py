@@ -92,7 +92,7 @@ class DemoMint:
             return self
         self._dir = tempfile.TemporaryDirectory(prefix="dvmkit-demo-mint-")
         workdir = Path(self._dir.name)
-        port = _free_port()
+        port = free_port()
         self._url = f"http://127.0.0.1:{port}"
         env = mint_env(self.binary, workdir, port)
         try:
@@ -169,7 +169,8 @@ class DemoMint:
         return last[:300]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now (the mint binds it a moment later)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -12,7 +12,12 @@ MINT_VENV  ?= .venv-mint
 MINT_REQS   = tests/payments/mint-requirements.txt
 MINT_STAMP  = $(MINT_VENV)/.installed-$(shell cat $(MINT_REQS) | $(PYTHON) -c "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])")
 
-.PHONY: demo test lint typecheck pytest bench install mint clean
+# The independent NIP-47 wallet service the interop tests run (Alby's NWCWalletService from
+# npm), pinned by its package-lock.json. `npm ci` empties node_modules first, stamp included.
+ALBY_DIR   = tests/payments/alby
+ALBY_STAMP = $(ALBY_DIR)/node_modules/.installed
+
+.PHONY: demo test lint typecheck pytest bench install mint alby clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +40,12 @@ $(MINT_STAMP): $(MINT_REQS)
 
 mint: $(MINT_STAMP)
 
+$(ALBY_STAMP): $(ALBY_DIR)/package.json $(ALBY_DIR)/package-lock.json
+	cd $(ALBY_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(ALBY_STAMP)
+
+alby: $(ALBY_STAMP)
+
 # The demo's Cashu step starts the nutshell mint that `make mint` installs.
 demo: $(STAMP) $(MINT_STAMP)
 	DVMKIT_MINT_BIN=$(MINT_VENV)/bin/mint $(BIN)/dvm demo
@@ -46,7 +57,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(MINT_STAMP)
+pytest: $(STAMP) $(MINT_STAMP) $(ALBY_STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
@@ -55,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks crypto
 
 clean:
-	rm -rf $(VENV) $(MINT_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(MINT_VENV) $(ALBY_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -25,6 +25,7 @@ from dvmkit.protocol.envelope import Envelope
 from dvmkit.provider import DVM
 from dvmkit.provider.payments import CashuPayments, NWCPayments, Payments, ZapPayments
 from dvmkit.relay.pool import RelayPool
+from payments.alby_wallet import alby_wallet
 from payments.mint import funded
 
 from .conftest import PRICE, WAIT, priced
@@ -65,6 +66,34 @@ async def test_a_bolt11_priced_job_is_paid_and_answered(
     assert (paid.amount_msat, paid.method) == (PRICE, "bolt11")
     (asked,) = [u for u in updates if u.type is UpdateType.PAYMENT_REQUIRED]
     assert asked.methods == {"bolt11": None}
+
+
+@pytest.mark.parametrize("target", ["text", 5050])
+async def test_a_bolt11_priced_job_is_paid_through_an_alby_wallet_service(
+    relay_url: str, target: str | int
+) -> None:
+    """Both wallets on an independent NIP-47 service (Alby's NWCWalletService). It sends no
+    notifications, so the DVM learns of the payment by polling ``lookup_invoice``."""
+    seller, buyer = Keys.generate(), Keys.generate()
+    async with alby_wallet([relay_url], {seller: 0, buyer: 100_000}) as service:
+        dvm = priced(relay_url, NWCPayments(service.uri(seller), poll_interval=0.2))
+        async with dvm.running(), paying_customer(relay_url, service.uri(buyer)) as customer:
+            job = await customer.request(
+                target, input="hi", to=dvm.public_key, max_price_msat=PRICE
+            )
+            result = await job.result(timeout=WAIT)
+        async with (
+            NWCClient(service.uri(seller), timeout=WAIT) as seller_wallet,
+            NWCClient(service.uri(buyer), timeout=WAIT) as buyer_wallet,
+        ):
+            balances = (
+                (await seller_wallet.get_balance()).msat,
+                (await buyer_wallet.get_balance()).msat,
+            )
+    assert (result.content, result.dvm) == ("HI", dvm.public_key)
+    assert balances == (PRICE, 100_000 - PRICE)
+    paid = [(u.amount_msat, u.method) for u in await updates_of(job, UpdateType.PAID)]
+    assert paid == [(PRICE, "bolt11")]
 
 
 async def test_a_priced_dvm_above_the_cap_is_never_paid(

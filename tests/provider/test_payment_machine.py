@@ -95,7 +95,7 @@ async def released(dvm: DVM, job_id: str) -> None:
     """Wait until the engine holds ``job_id`` no more (nothing announces that)."""
     engine = dvm._engine
     assert engine is not None
-    await eventually(lambda: job_id not in engine._active)
+    await eventually(lambda: job_id not in engine.held)
 
 
 class Served:

@@ -7,23 +7,22 @@ workers. Every state change is committed together with the signed event that ann
 before that event is published (DESIGN.md §5), so after a crash :meth:`Engine.resume` re-runs
 unfinished jobs and re-sends unsent events with their original ids. Committing and
 announcing is the :class:`~dvmkit.provider.ledger.Ledger`'s job, publishing the
-:class:`~dvmkit.provider.sender.Sender`'s; the engine decides what happens to each job.
+:class:`~dvmkit.provider.sender.Sender`'s, and payment the
+:class:`~dvmkit.provider.checkout.Checkout`'s; the engine decides what happens to each job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
 import math
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dvmkit.errors import DVMError, JobError, PaymentError, ProtocolError
+from dvmkit.errors import DVMError, JobError, ProtocolError
 from dvmkit.nostr import nip40
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.giftwrap import MAX_BACKDATE
@@ -40,17 +39,18 @@ from dvmkit.protocol.job import (
     parse_request,
 )
 from dvmkit.protocol.legacy import decrypt_legacy_params
-from dvmkit.protocol.payment import PAYMENT_STATUS, ZAP, read_payment, refund_tag
+from dvmkit.protocol.payment import PAYMENT_STATUS
 from dvmkit.provider import inputs
-from dvmkit.provider.config import Limits, Paid, PaymentProcessor, PaymentRequest, Price
+from dvmkit.provider.checkout import Checkout
+from dvmkit.provider.config import Limits, Paid, PaymentProcessor, Price
 from dvmkit.provider.handler import Handler
-from dvmkit.provider.job import Job
+from dvmkit.provider.held import Held, HeldJobs
 from dvmkit.provider.ledger import Ledger
 from dvmkit.provider.pricing import price_of
 from dvmkit.provider.sender import Sender
 from dvmkit.provider.stats import Counters, ProviderStats
 from dvmkit.relay.pool import RelayPool
-from dvmkit.store import OWED, REFUNDED, JobRecord, JobState, JobStore, PaymentEntry
+from dvmkit.store import OWED, JobRecord, JobState, JobStore
 
 log = logging.getLogger("dvmkit.provider")
 
@@ -60,19 +60,6 @@ _UNPAID = frozenset({JobState.RECEIVED, JobState.PAYMENT_REQUIRED})
 #: ``optional``: plain and private jobs; ``required``: private jobs only (gift-wrapped, or
 #: NIP-90 encrypted params); ``off``: gift wraps are not read (legacy encrypted params still are).
 Encryption = Literal["optional", "required", "off"]
-
-
-@dataclass(eq=False, slots=True)
-class _Entry:
-    """A job this process holds in memory while it is queued or running."""
-
-    request: JobRequest
-    job: Job
-    admitted: float  # monotonic time, for latency
-    task: asyncio.Task[None] | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    unpaid: bool = False  # payment-required was committed: payment messages are taken
-    paid: Paid | None = None  # what it was paid, for a refund if it fails
 
 
 class Engine:
@@ -111,9 +98,7 @@ class Engine:
         self.offer_eta = offer_eta
         self.encryption = encryption
         self.clock = clock
-        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
-        self._active: dict[str, _Entry] = {}
-        self._per_customer: collections.Counter[str] = collections.Counter()
+        self._queue: asyncio.Queue[Held] = asyncio.Queue()
         self._running = 0
         self._stats = Counters()
         self._counts = self._stats.counts
@@ -129,6 +114,23 @@ class Engine:
             on_final=self._release,
             compact_results_above=limits.compact_results_above,
             clock=clock,
+        )
+        self.held = HeldJobs(self.ledger.report)
+        self.checkout = (
+            None
+            if payments is None
+            else Checkout(
+                keys=keys,
+                payments=payments,
+                store=store,
+                ledger=self.ledger,
+                sender=self.sender,
+                limits=limits,
+                held=self.held,
+                counts=self._counts,
+                enqueue=self._queue.put_nowait,
+                bind=handler.bind,
+            )
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -200,8 +202,8 @@ class Engine:
                     request, ErrorCode.INTERNAL_ERROR, message, expect=(record.state,), refund=OWED
                 )
                 continue
-            if record.state is JobState.PAYMENT_REQUIRED and self.payments is not None:
-                self._spawn(self._await_payment(request, record.price_msat, record.payment_ref))
+            if record.state is JobState.PAYMENT_REQUIRED and self.checkout is not None:
+                self._spawn(self.checkout.wait(request, record.price_msat, record.payment_ref))
                 continue
             if record.state is JobState.PAYMENT_REQUIRED:
                 await self.ledger.fail(
@@ -223,7 +225,7 @@ class Engine:
             except JobError as exc:  # admitted under an older handler signature
                 await self.ledger.fail(request, exc.code, exc.message, expect=(JobState.QUEUED,))
                 continue
-            entry = self._hold(request)
+            entry = self.held.hold(request)
             entry.kwargs = kwargs
             if record.paid_msat:
                 # Enough to refund it (amount and method); its ledger key is not needed again.
@@ -294,7 +296,10 @@ class Engine:
                 for target in event.tag_values("e"):
                     self._spawn(self.cancel(target, by=event.pubkey))
             elif status == PAYMENT_STATUS:
-                self._on_payment(event)
+                if self.checkout is None:
+                    self._counts["ignored"] += 1  # this DVM takes no payments
+                else:
+                    self.checkout.on_payment(event)
             return  # another provider's status or result
         if event.pubkey == self.me:
             return
@@ -305,7 +310,7 @@ class Engine:
         ):
             self._counts["ignored"] += 1
             return
-        if event.id in self._active:
+        if event.id in self.held:
             return  # already queued or running here
         targeted = envelope is not None or self.me in event.tag_values("p")
         if event.kind == MODERN_KIND and not targeted:
@@ -337,25 +342,6 @@ class Engine:
             return
         self._admit(request)
 
-    def _on_payment(self, event: Event) -> None:
-        """A customer's payment message (a Cashu token): handed to the processor of its
-        method if it is for a job of that customer's waiting here for payment."""
-        try:
-            if self.payments is None:
-                raise ProtocolError("this DVM takes no payments")
-            message = read_payment(event, self.keys)
-        except ProtocolError as exc:
-            self._counts["ignored"] += 1
-            log.debug("payment %s ignored: %s", event.id, exc)
-            return
-        entry = self._active.get(message.job_id)
-        if entry is None or not entry.unpaid or entry.request.customer != message.payer:
-            # Money for no job of ours, or a job of someone else's: nothing to release.
-            self._counts["ignored"] += 1
-            return
-        if not self.payments.deliver(message):
-            self._counts["ignored"] += 1
-
     def _parse(self, event: Event, envelope: Envelope | None = None) -> JobRequest:
         decrypted = None
         if event.kind != MODERN_KIND and encryption_scheme(event) is not None:
@@ -379,33 +365,24 @@ class Engine:
             # offers and sends the winner a targeted request (a new job, admitted below).
             self._spawn(self._offer(request))
             return
-        if len(self._active) >= self.limits.max_queue + self.limits.concurrency:
+        if len(self.held) >= self.limits.max_queue + self.limits.concurrency:
             self._spawn(
                 self.ledger.reject(request, ErrorCode.RATE_LIMITED, "the DVM is full; retry")
             )
             return
-        if self._per_customer[request.customer] >= self.limits.per_customer:
+        if self.held.of(request.customer) >= self.limits.per_customer:
             message = f"at most {self.limits.per_customer} jobs per customer at once; retry"
             self._spawn(self.ledger.reject(request, ErrorCode.RATE_LIMITED, message))
             return
-        entry = self._hold(request)
+        entry = self.held.hold(request)
         entry.kwargs = kwargs
         self._spawn(self._store_new(entry))
 
-    def _hold(self, request: JobRequest) -> _Entry:
-        entry = _Entry(request, Job(request, self.ledger.report), time.monotonic())
-        self._active[request.id] = entry
-        self._per_customer[request.customer] += 1
-        return entry
-
     def _release(self, job_id: str) -> None:
-        entry = self._active.pop(job_id, None)
-        if entry is not None:
-            self._per_customer[entry.request.customer] -= 1
-            if self._per_customer[entry.request.customer] <= 0:
-                del self._per_customer[entry.request.customer]
+        # Also the ledger's on_final, which is built before self.held exists.
+        self.held.release(job_id)
 
-    async def _store_new(self, entry: _Entry) -> None:
+    async def _store_new(self, entry: Held) -> None:
         request = entry.request
         try:
             price = await self._price(request)
@@ -439,7 +416,8 @@ class Engine:
                 self._release(request.id)
                 await self.sender.resend(request.id)
             return
-        await self._ask_payment(entry, record, price)
+        assert self.checkout is not None  # DVM refuses a price without a payment processor
+        await self.checkout.ask(entry, record, price)
 
     async def _offer(self, request: JobRequest) -> None:
         """Answer an open request with ``offer`` (price, ETA, payment methods); run nothing.
@@ -447,7 +425,7 @@ class Engine:
         An offer is not a job transition: nothing is stored, and a full DVM stays silent
         rather than promise work it would refuse.
         """
-        if len(self._active) >= self.limits.max_queue + self.limits.concurrency:
+        if len(self.held) >= self.limits.max_queue + self.limits.concurrency:
             self._counts["ignored"] += 1
             return
         try:
@@ -475,150 +453,6 @@ class Engine:
     async def _price(self, request: JobRequest) -> int:
         return await price_of(self.price, request, store=self.store, now=self.clock())
 
-    # -- payment hook -------------------------------------------------------------------------
-
-    async def _ask_payment(self, entry: _Entry, record: JobRecord, price: int) -> None:
-        request = entry.request
-        assert self.payments is not None  # DVM refuses a price without a payment processor
-        try:
-            expires_in = math.ceil(self.limits.payment_timeout)
-            payment = await self.payments.request(request.id, price, request, expires_in=expires_in)
-        except PaymentError as exc:
-            self._release(request.id)
-            await self.ledger.reject(
-                request, ErrorCode.SERVICE_UNAVAILABLE, f"cannot take payment: {exc}"
-            )
-            return
-        except Exception:
-            # A payment backend's own bug ends this job's errand, not the DVM.
-            log.exception("job %s: the payment processor failed to ask for payment", request.id)
-            self._release(request.id)
-            await self.ledger.reject(
-                request, ErrorCode.SERVICE_UNAVAILABLE, "cannot take payment now"
-            )
-            return
-        bid = request.bid_msat
-        below = bid is not None and bid < price
-        methods = payment.methods
-        if request.private:
-            # A zap request is a public event naming the DVM and the job: paying a private
-            # job that way would undo its privacy, so it is not offered.
-            methods = tuple(m for m in methods if m != ZAP)
-        event = self.ledger.status(
-            request,
-            StatusKind.PAYMENT_REQUIRED,
-            amount_msat=payment.amount_msat,
-            bolt11=payment.bolt11,
-            methods=methods,
-            method_details=dict(payment.details),
-            message=f"your bid of {bid} msat is below the price" if below else None,
-        )
-        ref = payment.reference or payment.bolt11
-        stored = dataclasses.replace(record, payment_ref=ref)
-        if not await self.store.insert(stored, outbox=[self.ledger.outbox(event, request)]):
-            self._release(request.id)
-            await self.sender.resend(request.id)
-            return
-        entry.unpaid = True
-        await self.sender.send(event, request.relays)
-        await self._await_payment(request, price, ref, payment)
-
-    async def _await_payment(
-        self,
-        request: JobRequest,
-        price: int,
-        ref: str | None,
-        payment: PaymentRequest | None = None,
-    ) -> None:
-        assert self.payments is not None
-        entry = self._active.get(request.id) or self._hold(request)
-        # cancel() cancels entry.task: a customer who cancels stops the wait for payment too.
-        entry.task = asyncio.current_task()
-        payment = payment or PaymentRequest(price, tuple(self.payments.methods), reference=ref)
-        unpaid = (JobState.PAYMENT_REQUIRED,)
-        entry.unpaid = True
-        try:
-            async with asyncio.timeout(self.limits.payment_timeout):
-                paid = await self.payments.confirm(request.id, payment)
-        except asyncio.CancelledError:
-            if not entry.job.cancelled:
-                raise
-            self._release(request.id)
-            return
-        except TimeoutError:
-            message = "payment was not confirmed in time; send the job again to retry"
-            await self.ledger.fail(
-                request, ErrorCode.PAYMENT_TIMEOUT, message, expect=unpaid, to=JobState.EXPIRED
-            )
-            self._release(request.id)
-            return
-        except PaymentError as exc:
-            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, str(exc), expect=unpaid)
-            self._release(request.id)
-            return
-        except Exception:
-            log.exception("job %s: the payment processor failed to confirm", request.id)
-            message = "the payment could not be confirmed"
-            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
-            self._release(request.id)
-            return
-        finally:
-            entry.task = None
-        entry.unpaid = False
-        ledger_row = PaymentEntry(paid.key, request.id, paid.method, paid.amount_msat)
-        if paid.amount_msat < price:
-            # Money came, but not enough: recorded and owed back, never silently kept.
-            message = f"received {paid.amount_msat} of {price} msat; it is owed back to you"
-            if not await self.ledger.fail(
-                request,
-                ErrorCode.PAYMENT_FAILED,
-                message,
-                expect=unpaid,
-                refund=OWED,
-                paid_msat=paid.amount_msat,
-                payment_method=paid.method,
-                payment=ledger_row,
-            ):
-                await self._not_entered(request, ledger_row)
-            self._release(request.id)
-            return
-        moved = await self.store.transition(
-            request.id,
-            expect=unpaid,
-            to=JobState.PAID,
-            paid_msat=paid.amount_msat,
-            payment_method=paid.method,
-            payment=ledger_row,
-        )
-        if not moved:
-            await self._not_entered(request, ledger_row)
-            self._release(request.id)
-            return
-        entry.paid = paid
-        if await self.store.transition(request.id, expect=JobState.PAID, to=JobState.QUEUED):
-            if not entry.kwargs:
-                entry.kwargs = self.handler.bind(request)
-            self._queue.put_nowait(entry)
-        else:
-            self._release(request.id)  # cancelled while we waited
-
-    async def _not_entered(self, request: JobRequest, payment: PaymentEntry) -> None:
-        """A confirmed payment the ledger did not take with the job's transition: either its
-        key was used before (the job still waits: it fails), or the job ended while the
-        payment came (a cancel racing it): then it is entered late, and owed."""
-        unpaid = (JobState.PAYMENT_REQUIRED,)
-        record = await self.store.get(request.id)
-        if record is not None and record.state is JobState.PAYMENT_REQUIRED:
-            # This payment (a zap receipt, an invoice, a token) already released a job.
-            message = "that payment was already used for a job; pay this one"
-            await self.ledger.fail(request, ErrorCode.PAYMENT_FAILED, message, expect=unpaid)
-        elif await self.store.late_payment(payment):
-            log.warning(
-                "job %s: %d msat arrived after it ended; recorded as owed",
-                request.id,
-                payment.amount_msat,
-            )
-
     # -- running ------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -630,7 +464,7 @@ class Engine:
             finally:
                 self._release(entry.request.id)
 
-    async def _execute(self, entry: _Entry) -> None:
+    async def _execute(self, entry: Held) -> None:
         request = entry.request
         moved = await self.store.transition(
             request.id, expect=JobState.QUEUED, to=JobState.PROCESSING, add_attempt=True
@@ -659,34 +493,13 @@ class Engine:
         finally:
             self._running -= 1
 
-    async def _fail(self, entry: _Entry, code: str, message: str) -> None:
-        """End a running job ``error``; a paid one is refunded where its method allows, and
-        otherwise recorded as owed (``dvm jobs --owed``)."""
-        request, paid = entry.request, entry.paid
-        if paid is None or self.payments is None:
-            await self.ledger.fail(request, code, message)
-            return
-        # The intent is committed before any money moves: if the DVM stops mid-refund, the
-        # job is owed on restart (resume), never run again nor refunded twice.
-        if not await self.store.transition(
-            request.id, expect=JobState.PROCESSING, to=JobState.PROCESSING, refund=OWED
-        ):
-            return
-        refund = None
-        try:
-            refund = await self.payments.refund(request, paid)
-        except DVMError as exc:
-            log.warning("job %s: refund of %d msat failed: %s", request.id, paid.amount_msat, exc)
-        except Exception:
-            log.exception("job %s: the payment processor failed to refund", request.id)
-        if refund is None:
-            owed = f"{message}; the {paid.amount_msat} msat you paid are owed to you"
-            await self.ledger.fail(request, code, owed, refund=OWED)
-            return
-        tag = refund_tag(self.keys, request.customer, refund)
-        await self.ledger.fail(request, code, message, refund=REFUNDED, extra_tags=(tag,))
+    async def _fail(self, entry: Held, code: str, message: str) -> None:
+        if entry.paid is None or self.checkout is None:
+            await self.ledger.fail(entry.request, code, message)
+        else:
+            await self.checkout.fail_paid(entry, code, message)
 
-    async def _run_handler(self, entry: _Entry) -> str:
+    async def _run_handler(self, entry: Held) -> str:
         # The processing notice is a timer, not a task per job: most jobs finish before it.
         notice = asyncio.get_running_loop().call_later(
             self.limits.processing_notice, self._notice, entry.request
@@ -721,7 +534,7 @@ class Engine:
             record = await self.store.get(job_id)
             if record is None or record.customer != by or record.state.terminal:
                 return False
-            entry = self._active.get(job_id)
+            entry = self.held.get(job_id)
             request = entry.request if entry is not None else self._reparse(record)
             if request is None:
                 return False

@@ -15,6 +15,7 @@ from customer.conftest import PRICE, assert_no_secret, priced
 from dvmkit.nostr.keys import Keys
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.nip47 import ConnectionURI
+from dvmkit.payments.nwc import NWCClient
 from dvmkit.provider import DVM
 from dvmkit.provider.payments import NWCPayments
 from dvmkit.relay.limits import RelayLimits
@@ -42,11 +43,14 @@ async def dvm_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
 
 
 @contextlib.asynccontextmanager
-async def priced_dvm(relay: str) -> AsyncIterator[tuple[DevWallet, DVM, ConnectionURI]]:
-    """A dev wallet on the relay, a DVM charging PRICE into it, and its account."""
+async def priced_dvm(
+    relay: str, *, fail: bool = False
+) -> AsyncIterator[tuple[DevWallet, DVM, ConnectionURI]]:
+    """A dev wallet on the relay, a DVM charging PRICE into it (whose jobs all fail, with
+    ``fail``), and its account."""
     async with DevWallet(relays=[relay]) as wallet:
         seller = wallet.create_account(name="dvm")
-        dvm = priced(relay, NWCPayments(seller, poll_interval=0.5))
+        dvm = priced(relay, NWCPayments(seller, poll_interval=0.5), fail=fail)
         async with dvm.running():
             yield wallet, dvm, seller
 
@@ -131,3 +135,33 @@ async def test_a_malformed_nwc_uri_exits_2_without_echoing_it(relay: str) -> Non
     assert "--nwc" in err
     assert secret not in err
     assert bad not in err
+
+
+async def test_ask_names_a_refund_invoice_and_a_failed_paid_job_pays_it(relay: str) -> None:
+    async with priced_dvm(relay, fail=True) as (wallet, dvm, seller):
+        buyer = wallet.create_account(name="alice", deposit_msat=100_000)
+        async with NWCClient(buyer, timeout=10) as own:
+            back = await own.make_invoice(PRICE, description="refund")
+        assert back.invoice is not None
+        code, out, err = await dvm_cli(
+            "ask", "text", "hi", "--to", dvm.public_key, "--max-price", str(PRICE),
+            "--refund-to", back.invoice, "--nwc", buyer.reveal(), relay,
+        )  # fmt: skip
+        assert (code, out) == (3, ""), err
+        assert f"refunded {PRICE} msat by bolt11" in err
+        assert_no_secret(buyer, err)
+        assert wallet.balance(buyer.client) == 100_000
+        assert wallet.balance(seller.client) == 0
+
+
+async def test_ask_refuses_a_refund_address_that_is_not_one_before_paying(relay: str) -> None:
+    async with priced_dvm(relay) as (wallet, dvm, seller):
+        buyer = wallet.create_account(name="alice", deposit_msat=100_000)
+        code, out, err = await dvm_cli(
+            "ask", "text", "hi", "--to", dvm.public_key, "--max-price", str(PRICE),
+            "--refund-to", "https://example.com/pay", "--nwc", buyer.reveal(), relay,
+        )  # fmt: skip
+        assert (code, out) == (2, ""), err
+        assert "lightning address" in err
+        assert wallet.balance(buyer.client) == 100_000
+        assert wallet.balance(seller.client) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -28,7 +29,7 @@ from dvmkit.relay.pool import RelayPool
 from payments.alby_wallet import alby_wallet
 from payments.mint import funded
 
-from .conftest import PRICE, WAIT, priced
+from .conftest import PRICE, WAIT, echo_dvm, priced
 from .hand_dvm import paying_customer, updates_of
 
 
@@ -151,6 +152,76 @@ async def test_a_failed_cashu_job_refunds_into_the_customers_wallet(
     assert till.wallet.balance == 0
     error = [u async for u in job.updates()][-1]
     assert (error.type, error.refund_msat) == (UpdateType.ERROR, PRICE)
+
+
+@pytest.mark.parametrize("target", ["text", 5050])
+async def test_a_failed_bolt11_job_is_refunded_to_the_wallets_own_lightning_address(
+    relay_url: str, dev_wallet: DevWallet, target: str | int
+) -> None:
+    """The customer's NWC URI names its lightning address (``lud16``): the request carries
+    it as ``["refund", address]``, and the DVM pays the refund there."""
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    async with (
+        NWCClient(buyer, timeout=WAIT) as receiving,
+        LnurlServer(wallet=receiving, keys=Keys.generate(), relays=[relay_url]) as server,
+    ):
+        address = server.address("alice")
+        with_address = dataclasses.replace(buyer, lud16=address)
+        dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5), fail=True)
+        async with dvm.running(), paying_customer(relay_url, with_address) as customer:
+            job = await customer.request(target, input="x", to=dvm.public_key, max_price_msat=PRICE)
+            with pytest.raises(JobRefunded) as caught:
+                await job.result(timeout=WAIT)
+    assert job.request.tag_value("refund") == address
+    assert (caught.value.refund_msat, caught.value.refund_method) == (PRICE, "bolt11")
+    assert dev_wallet.balance(buyer.client) == 100_000  # paid, then paid back
+    assert dev_wallet.balance(seller.client) == 0
+
+
+async def test_a_refund_invoice_named_by_the_customer_is_the_one_paid(
+    relay_url: str, dev_wallet: DevWallet
+) -> None:
+    seller = dev_wallet.create_account(name="dvm")
+    buyer = dev_wallet.create_account(name="alice", deposit_msat=100_000)
+    dvm = priced(relay_url, NWCPayments(seller, poll_interval=0.5), fail=True)
+    async with (
+        NWCClient(buyer, timeout=WAIT) as own,
+        dvm.running(),
+        paying_customer(relay_url, buyer) as customer,
+    ):
+        back = await own.make_invoice(PRICE, description="refund")
+        job = await customer.request(
+            "text", input="x", to=dvm.public_key, max_price_msat=PRICE, refund_to=back.invoice
+        )
+        with pytest.raises(JobRefunded):
+            await job.result(timeout=WAIT)
+        assert (await own.lookup_invoice(payment_hash=back.payment_hash)).settled
+    assert dev_wallet.balance(buyer.client) == 100_000
+
+
+async def test_no_refund_address_is_guessed_for_a_free_or_encrypted_legacy_job(
+    relay_url: str, dev_wallet: DevWallet
+) -> None:
+    """The default address goes only on jobs that may be paid, and never in the clear beside
+    encrypted params (it would be the one thing about the job anyone could read)."""
+    buyer = dataclasses.replace(
+        dev_wallet.create_account(name="alice", deposit_msat=1_000), lud16="alice@example.com"
+    )
+    dvm = echo_dvm(relay_url)
+    async with dvm.running(), paying_customer(relay_url, buyer) as customer:
+        free = await customer.request("text", input="x", to=dvm.public_key)
+        hidden = await customer.request(
+            5050, input="x", to=dvm.public_key, max_price_msat=PRICE, encrypt=True
+        )
+        paid = await customer.request(5050, input="x", to=dvm.public_key, max_price_msat=PRICE)
+        for job in (free, hidden, paid):
+            await job.result(timeout=WAIT)
+    assert free.request.tag_value("refund") is None
+    assert hidden.request.tag_value("refund") is None
+    assert paid.request.tag_value("refund") == "alice@example.com"
+    with pytest.raises(ValueError, match="lightning address"):
+        await customer.request("text", input="x", refund_to="not an address")
 
 
 @pytest.mark.parametrize("envelope", [Envelope(), Envelope("nip59", 1059)])

@@ -21,6 +21,7 @@ from dvmkit.protocol.payment import (
     read_payment,
     read_refund,
     refund_address,
+    refund_address_tag,
     refund_tag,
 )
 from dvmkit.protocol.response import status_event
@@ -158,3 +159,49 @@ def test_a_request_names_where_its_refund_goes() -> None:
     assert refund_address(event) == "alice@127.0.0.1:8080"
     assert refund_address(sdk_event(CUSTOMER, kind=5050, tags=[["refund", ""]])) is None
     assert refund_address(sdk_event(CUSTOMER, kind=5050, tags=[])) is None
+
+
+@pytest.mark.parametrize(
+    ("given_address", "written"),
+    [
+        ("Alice@127.0.0.1:8080", "alice@127.0.0.1:8080"),
+        ("dvm.bot+x@example.com", "dvm.bot+x@example.com"),
+        (" LNBCRT210N1P4SZX9J ", "lnbcrt210n1p4szx9j"),
+    ],
+)
+def test_a_refund_address_is_written_as_a_reader_reads_it(given_address: str, written: str) -> None:
+    tag = refund_address_tag(given_address)
+    assert tag == ("refund", written)
+    assert refund_address(sdk_event(CUSTOMER, kind=5050, tags=[list(tag)])) == written
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "alice",
+        "@host",
+        "alice@",
+        "a b@host",
+        "https://host/lnurlp/a",
+        "ln",
+        "lnbc 1",
+        "alice@host/path",
+        "ali\x00ce@host",
+        "a" * 3000 + "@host",
+        "ln" + "q" * 3000,
+    ],
+)
+def test_a_refund_address_that_is_neither_address_nor_invoice_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="lightning address"):
+        refund_address_tag(bad)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_refused_or_read_back_unchanged(text: str) -> None:
+    try:
+        tag = refund_address_tag(text)
+    except ValueError:
+        return
+    assert refund_address(sdk_event(CUSTOMER, kind=5050, tags=[list(tag)])) == tag[1]
+    assert tag[1] == text.strip().lower()

@@ -231,6 +231,14 @@ def ask_command(
         int | None,
         typer.Option("--bid", help="offer this much (msat); a DVM asking more gets it once"),
     ] = None,
+    refund_to: Annotated[
+        str | None,
+        typer.Option(
+            "--refund-to",
+            help="a lightning address or invoice for a refund if a paid job fails "
+            "(default: the --nwc wallet's lud16)",
+        ),
+    ] = None,
     choose: Annotated[str, typer.Option("--choose", help="cheapest|fastest|first")] = "cheapest",
     encrypt: Annotated[
         bool,
@@ -298,6 +306,7 @@ def ask_command(
                 to=dvm,
                 max_price_msat=max_price,
                 bid_msat=bid,
+                refund_to=refund_to,
                 choose=choose,  # type: ignore[arg-type]
                 encrypt="nip04" if nip04 else private,
                 envelope=envelope,

@@ -318,6 +318,7 @@ class Customer:
         legacy: bool = False,
         max_price_msat: int | None = None,
         bid_msat: int | None = None,
+        refund_to: str | None = None,
         choose: Choose = "cheapest",
         offer_window: float | None = None,
         silence_timeout: float | None = None,
@@ -342,6 +343,13 @@ class Customer:
             bid_msat: a ``bid`` tag, what the customer offers. A DVM that charges more answers
                 a targeted request with an ``offer``; the job asks it once more, bidding its
                 price, when that is within ``max_price_msat``.
+            refund_to: where a Lightning refund should go if a DVM fails a job it was paid
+                for by bolt11 or zap: your lightning address, or an invoice (a ``refund``
+                tag). By default the ``wallet``'s own lightning address (its URI's ``lud16``)
+                when the job may be paid. Without one such a job ends owed, not refunded;
+                Cashu refunds need none. It is inside the wrap of a private modern job, and
+                in the clear on a legacy one (only ``i`` and ``param`` tags are encrypted
+                there), so that one gets no default.
             choose: how an open request's offers are ranked: ``cheapest``, ``fastest``
                 (observed latency, else the offer's ETA) or ``first``.
             offer_window: seconds to collect offers; the customer's default when None.
@@ -358,8 +366,8 @@ class Customer:
                 ``Envelope("nip59", 1059)`` for full NIP-59 in a stored wrap.
 
         Raises:
-            ValueError: a bad target, key, param, choice or price; ``nip04``/``nip44``
-                for a modern request.
+            ValueError: a bad target, key, param, choice, price or refund address;
+                ``nip04``/``nip44`` for a modern request.
             NoAnswer: ``encrypt`` with no DVM to ask: none named, and no live one of the
                 category announces encryption; or a DVM named that announces it has none.
         """
@@ -391,6 +399,9 @@ class Customer:
             scheme = "nip04" if encrypt == "nip04" else "nip44"
         elif private:
             envelope = envelope or Envelope()
+        wallet = self.payer.wallet
+        if refund_to is None and max_price_msat and scheme is None and wallet is not None:
+            refund_to = wallet.uri.lud16
         event = build_request(
             self.keys,
             target,
@@ -400,6 +411,7 @@ class Customer:
             to=targets[0] if targets else None,
             bid_msat=bid_msat,
             relays=relays_hint,
+            refund_to=refund_to,
             encryption=scheme,
         )
         if envelope is not None:
@@ -414,6 +426,7 @@ class Customer:
                 params=params,
                 bid_msat=bid_msat,
                 relays=relays_hint,
+                refund_to=refund_to,
             )
             private_tags = (tuple(clear), scheme)
         t = self.timeouts

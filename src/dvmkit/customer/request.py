@@ -16,6 +16,7 @@ from dvmkit.nostr.event import Event, Tag, sign_event
 from dvmkit.nostr.keys import Keys, is_hex64
 from dvmkit.protocol.job import LEGACY_MAX_KIND, LEGACY_MIN_KIND, MODERN_KIND, Encryption
 from dvmkit.protocol.modern import CANCEL_STATUS, DELETION_KIND, cancel_event
+from dvmkit.protocol.payment import refund_address_tag
 
 ParamValue = str | int | float | bool | Sequence[str]
 #: The tags NIP-90 encrypted params hide (SPECS.md §1.3).
@@ -59,12 +60,13 @@ def request_tags(
     bid_msat: int | None = None,
     relays: Sequence[str] = (),
     output: str | None = None,
+    refund_to: str | None = None,
 ) -> list[Tag]:
     """The tags of a job request for ``target`` (a category, or a kind 5000-5999).
 
     Raises:
-        ValueError: a kind outside 5000-5999, an empty category, a malformed ``to`` key or
-            a negative bid.
+        ValueError: a kind outside 5000-5999, an empty category, a malformed ``to`` key, a
+            negative bid or a ``refund_to`` that is no lightning address or invoice.
     """
     kind = request_kind(target)
     tags: list[Tag] = []
@@ -82,6 +84,8 @@ def request_tags(
         if bid_msat < 0:
             raise ValueError("a bid is a non-negative number of millisats")
         tags.append(("bid", str(bid_msat)))
+    if refund_to is not None:
+        tags.append(refund_address_tag(refund_to))
     if relays:
         tags.append(("relays", *relays))
     if to is not None:
@@ -102,6 +106,7 @@ def build_request(
     bid_msat: int | None = None,
     relays: Sequence[str] = (),
     output: str | None = None,
+    refund_to: str | None = None,
     created_at: int | None = None,
     encryption: Encryption | None = None,
 ) -> Event:
@@ -117,6 +122,9 @@ def build_request(
         bid_msat: the most the customer offers to pay (``bid`` tag).
         relays: where the DVM should answer (``relays`` tag).
         output: the expected output MIME type.
+        refund_to: where a Lightning refund should go if the DVM fails a job it was paid
+            for (``refund`` tag): a lightning address or a bolt11 invoice. Never hidden by
+            ``encryption``: the DVM reads it from the clear tags.
         created_at: unix seconds; now when omitted.
         encryption: for a legacy request to one DVM (``to``), hide its ``i`` and ``param``
             tags in the content, encrypted to the DVM with ``nip04`` or ``nip44`` (NIP-90
@@ -135,6 +143,7 @@ def build_request(
         bid_msat=bid_msat,
         relays=relays,
         output=output,
+        refund_to=refund_to,
     )
     kind = request_kind(target)
     if encryption is None:

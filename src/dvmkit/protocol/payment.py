@@ -21,6 +21,7 @@ Pure: no I/O. Encryption randomness comes from :mod:`dvmkit.nostr.nip44`'s defau
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +39,10 @@ CASHU = "cashu"
 METHODS = (BOLT11, ZAP, CASHU)
 # A token of many proofs runs to a few kilobytes; nothing legitimate needs more.
 MAX_PAYLOAD = 64 * 1024
+MAX_REFUND_ADDRESS = 2048
+# LUD-16 names (a-z 0-9 - _ . +) at a host; or a bolt11 invoice (bech32: "ln", then letters
+# and digits). Checked when a customer writes the tag, so a typo fails at once, not at refund.
+_REFUND_ADDRESS = re.compile(r"[a-z0-9\-_.+]+@[a-z0-9\-.]+(:[0-9]{1,5})?|ln[a-z0-9]+")
 
 
 def method_tags(methods: Sequence[str], details: Mapping[str, str] | None = None) -> list[Tag]:
@@ -164,10 +169,25 @@ def read_refund(event: Event, keys: Keys) -> Refund | None:
     return Refund(int(amount), tag[2][:32], payload)
 
 
+def refund_address_tag(address: str) -> Tag:
+    """``["refund", address]`` for a request: where a Lightning refund should go.
+
+    Raises:
+        ValueError: ``address`` is neither a lightning address (``name@host``) nor a bolt11
+            invoice.
+    """
+    text = address.strip().lower()
+    if len(text) > MAX_REFUND_ADDRESS or not _REFUND_ADDRESS.fullmatch(text):
+        raise ValueError(
+            "a refund address is a lightning address (name@host) or a bolt11 invoice (ln...)"
+        )
+    return ("refund", text)
+
+
 def refund_address(event: Event) -> str | None:
     """Where a request asks a Lightning refund to go: ``["refund", address]`` (a lightning
     address or a bolt11 invoice), or None."""
     for tag in event.tags_named("refund"):
-        if len(tag) == 2 and 0 < len(tag[1]) <= 2048:
+        if len(tag) == 2 and 0 < len(tag[1]) <= MAX_REFUND_ADDRESS:
             return tag[1]
     return None

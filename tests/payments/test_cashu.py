@@ -8,6 +8,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from coincurve import PublicKey
 
@@ -25,7 +26,7 @@ from dvmkit.payments.cashu import (
     decode_token,
     encode_token,
 )
-from dvmkit.payments.cashu_mint import MintClient
+from dvmkit.payments.cashu_mint import BlindedMessage, MintClient
 
 from .mint import funded
 
@@ -174,8 +175,8 @@ async def test_mint_offers_dleq_proofs_and_they_verify(cashu_mint: str) -> None:
     wallet = await funded(cashu_mint, 3)
     keyset = wallet._active
     assert keyset is not None
-    outputs, pending = wallet._outputs(keyset, [1, 2])
-    signatures = await wallet.client.swap(wallet.proofs, outputs)
+    outputs = wallet._outputs(keyset, [1, 2])
+    signatures = await wallet.client.swap(wallet.proofs, [o.output for o in outputs])
     for output, signature in zip(outputs, signatures, strict=True):
         assert signature.dleq is not None
         args = {
@@ -186,7 +187,7 @@ async def test_mint_offers_dleq_proofs_and_they_verify(cashu_mint: str) -> None:
         e, s = (bytes.fromhex(x) for x in signature.dleq)
         assert crypto.verify_dleq(**args, e=e, s=s)
         assert not crypto.verify_dleq(**args, e=e, s=bytes(31) + b"\x01")
-    fresh = wallet._unblind(keyset, outputs, pending, signatures)
+    fresh = wallet._unblind(keyset, outputs, signatures)
     assert await CashuWallet(mint_url=cashu_mint).receive(Token(cashu_mint, tuple(fresh))) == 3
 
 
@@ -194,12 +195,12 @@ async def test_a_signature_with_a_bad_dleq_is_refused(cashu_mint: str) -> None:
     wallet = await funded(cashu_mint, 2)
     keyset = wallet._active
     assert keyset is not None
-    outputs, pending = wallet._outputs(keyset, [2])
-    (signature,) = await wallet.client.swap(wallet.proofs, outputs)
+    outputs = wallet._outputs(keyset, [2])
+    (signature,) = await wallet.client.swap(wallet.proofs, [o.output for o in outputs])
     assert signature.dleq is not None
     forged = dataclasses.replace(signature, dleq=(signature.dleq[0], "00" * 31 + "01"))
     with pytest.raises(MintError, match="DLEQ"):
-        wallet._unblind(keyset, outputs, pending, [forged])
+        wallet._unblind(keyset, outputs, [forged])
 
 
 async def test_secrets_never_appear_in_reprs_errors_or_logs(
@@ -279,6 +280,35 @@ async def test_garbage_and_oversized_answers_become_mint_errors() -> None:
         for expected in ("not JSON", "failed", "failed", "malformed keysets", "HTTP 500"):
             with pytest.raises(MintError, match=expected):
                 await client.keysets()
+
+
+async def test_hostile_restore_answers_become_mint_errors() -> None:
+    asked = BlindedMessage(amount=1, keyset_id="00ab", B_="02" + "11" * 32)
+    sig = {"amount": 1, "id": "00ab", "C_": "02" + "22" * 32}
+    bodies: list[tuple[object, str]] = [
+        ({"outputs": [{"B_": "02" + "33" * 32}], "signatures": [sig]}, "other outputs"),
+        ({"outputs": [], "signatures": [sig]}, "other outputs"),
+        ({"outputs": [{"B_": asked.B_}], "signatures": 1}, "malformed signatures"),
+        ({"outputs": 5, "signatures": []}, "malformed restore"),
+        ({"outputs": [{"B_": asked.B_}] * 2, "signatures": [sig] * 2}, "other outputs"),
+        ([], "not a JSON object"),
+    ]
+    answers = iter(bodies)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = orjson.dumps(next(answers)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        client = MintClient(url, timeout=2.0)
+        for _, expected in bodies:
+            with pytest.raises(MintError, match=expected):
+                await client.restore([asked])
 
 
 def test_a_mint_url_must_be_http() -> None:

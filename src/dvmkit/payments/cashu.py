@@ -12,8 +12,12 @@ What a DVM needs from Cashu (DESIGN.md §6):
   :meth:`CashuWallet.mint` (a bolt11 quote; nutshell's FakeWallet pays its own invoices).
 
 Proofs live in memory. ``on_change`` is the persistence hook: it gets the whole proof set
-after every change, so a caller can write it somewhere durable; a store that survives a crash
-*between* the mint's answer and that write (the fresh proofs would be lost) is later work.
+after every change, so a caller can write it somewhere durable. A crash *between* the mint's
+answer and that write would lose the fresh proofs (the inputs are spent by then), so a
+``journal`` (:class:`OutputJournal`) records each request's blinded outputs, with their
+secrets and blinding factors, durably *before* they go to the mint; after a crash
+:meth:`CashuWallet.restore` asks the mint for the signatures it made on them (NUT-09) and
+rebuilds the proofs.
 
 Amounts are in the keyset's unit (``sat`` by default), not msat.
 
@@ -26,11 +30,12 @@ DLEQ), :mod:`~dvmkit.payments.cashu_token` (proofs, V3/V4 tokens),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from coincurve import PrivateKey, PublicKey
 
@@ -60,12 +65,14 @@ from dvmkit.payments.cashu_token import (
 )
 
 __all__ = [
+    "Blinded",
     "CashuError",
     "CashuWallet",
     "InsufficientFunds",
     "InvalidToken",
     "MintError",
     "MintQuote",
+    "OutputJournal",
     "Proof",
     "ProofState",
     "Token",
@@ -76,6 +83,53 @@ __all__ = [
 ]
 
 SHORT_ID_LENGTH = 16  # hex chars: a v2 keyset's short id is its first 8 bytes (NUT-02)
+
+
+@dataclass(frozen=True, slots=True)
+class Blinded:
+    """An output sent to the mint, with what unblinds its signature. Money once signed: the
+    secret and blinding factor are never shown."""
+
+    amount: int
+    keyset_id: str
+    B_: str
+    secret: str = field(repr=False)
+    r: str = field(repr=False)  # the blinding factor, 32 bytes hex
+
+    @property
+    def output(self) -> BlindedMessage:
+        return BlindedMessage(amount=self.amount, keyset_id=self.keyset_id, B_=self.B_)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "amount": self.amount,
+            "id": self.keyset_id,
+            "B_": self.B_,
+            "secret": self.secret,
+            "r": self.r,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Blinded:
+        """Raises: KeyError, TypeError or ValueError for a malformed row."""
+        amount, keyset_id, b_, secret, r = (data[k] for k in ("amount", "id", "B_", "secret", "r"))
+        if type(amount) is not int or amount <= 0:
+            raise ValueError("amount must be a positive integer")
+        if not all(isinstance(v, str) for v in (keyset_id, b_, secret, r)) or len(r) != 64:
+            raise ValueError("id, B_, secret and r must be strings, r 32 bytes hex")
+        bytes.fromhex(r)
+        return cls(amount, keyset_id, b_, secret, r)
+
+
+class OutputJournal(Protocol):
+    """Where a wallet records outputs while the mint may be signing them."""
+
+    async def record(self, outputs: tuple[Blinded, ...]) -> None:
+        """Keep ``outputs`` durably; they go to the mint only once this returns."""
+
+    def forget(self, outputs: tuple[Blinded, ...]) -> None:
+        """Their proofs are in the wallet now (``on_change`` has them), or the mint refused
+        them and signed nothing: they need no restoring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +147,7 @@ class CashuWallet:
         unit: the keyset unit (``sat``).
         proofs: proofs to start with (what ``on_change`` saved last time).
         on_change: called with every proof after each change (the persistence hook).
+        journal: records outputs before they go to the mint (see :class:`OutputJournal`).
         timeout: seconds each call to the mint may take.
         verify_dleq: check the mint's NUT-12 DLEQ proofs when it offers them.
         randbytes: the randomness for secrets and blinding factors.
@@ -105,6 +160,7 @@ class CashuWallet:
         unit: str = "sat",
         proofs: Iterable[Proof] = (),
         on_change: Callable[[tuple[Proof, ...]], None] | None = None,
+        journal: OutputJournal | None = None,
         timeout: float = 10.0,
         verify_dleq: bool = True,
         randbytes: Callable[[int], bytes] = secrets.token_bytes,
@@ -115,6 +171,7 @@ class CashuWallet:
         self.verify_dleq = verify_dleq
         self._proofs: list[Proof] = list(proofs)
         self._on_change = on_change
+        self._journal = journal
         self._randbytes = randbytes
         self._keysets: dict[str, KeysetInfo] = {}
         self._active: _Keyset | None = None
@@ -188,9 +245,10 @@ class CashuWallet:
             pause = min(pause * 2, 1.0)
             state = await self.client.mint_quote_state(quote.quote, quote.amount)
         keyset = await self._active_keyset()
-        outputs, pending = self._outputs(keyset, crypto.split_amount(quote.amount))
-        signatures = await self.client.mint(quote.quote, outputs)
-        self._add(self._unblind(keyset, outputs, pending, signatures))
+        blinded = self._outputs(keyset, crypto.split_amount(quote.amount))
+        async with self._journaled(blinded):
+            signatures = await self.client.mint(quote.quote, [b.output for b in blinded])
+            self._add(self._unblind(keyset, blinded, signatures))
         return quote.amount
 
     async def receive(self, token: str | Token) -> int:
@@ -219,7 +277,10 @@ class CashuWallet:
         amount = sum(p.amount for p in inputs) - self._fee(inputs)
         if amount <= 0:
             raise InvalidToken("token is worth nothing after the mint's fee", mint=self.mint_url)
-        self._add(await self._swap(keyset, inputs, crypto.split_amount(amount)))
+        blinded = self._outputs(keyset, crypto.split_amount(amount))
+        async with self._journaled(blinded):
+            signatures = await self.client.swap(inputs, [b.output for b in blinded])
+            self._add(self._unblind(keyset, blinded, signatures))
         return amount
 
     async def send(
@@ -245,22 +306,52 @@ class CashuWallet:
                 keyset = await self._active_keyset()
                 chosen = self._cover(amount)
                 change = sum(p.amount for p in chosen) - amount - self._fee(chosen)
+                blinded = self._outputs(
+                    keyset, crypto.split_amount(amount) + crypto.split_amount(change)
+                )
                 self._remove(chosen)
                 try:
-                    fresh = await self._swap(
-                        keyset, chosen, crypto.split_amount(amount) + crypto.split_amount(change)
-                    )
+                    async with self._journaled(blinded):
+                        signatures = await self.client.swap(chosen, [b.output for b in blinded])
+                        chosen, keep = _take(self._unblind(keyset, blinded, signatures), amount)
+                        self._add(keep)
                 except BaseException:
                     self._add(chosen)  # their state at the mint is unknown: check_state tells
                     raise
-                chosen, keep = _take(fresh, amount)
-                self._add(keep)
             else:
                 self._remove(chosen)
         outgoing = tuple(_short(p) for p in chosen)
         return encode_token(
             Token(mint=self.mint_url, proofs=outgoing, unit=self.unit, memo=memo), version=version
         )
+
+    async def restore(self, blinded: Sequence[Blinded]) -> int:
+        """Rebuild the proofs of outputs the mint signed but whose answer was lost (NUT-09):
+        the ones a journal recorded before a crash.
+
+        Proofs the wallet holds already, and ones spent since (NUT-07), are not added again.
+
+        Returns:
+            The amount added.
+
+        Raises:
+            MintError: the mint could not be reached or refused; the outputs stay recorded.
+        """
+        if not blinded:
+            return 0
+        await self._active_keyset()
+        by_b = {b.B_: b for b in blinded}
+        held = {p.secret for p in self._proofs}
+        found: list[Proof] = []
+        for output, signature in await self.client.restore([b.output for b in blinded]):
+            keyset = await self._keyset(output.keyset_id)
+            (proof,) = self._unblind(keyset, [by_b[output.B_]], [signature])
+            if proof.secret not in held:
+                found.append(proof)
+        states = await self.check_state(found)
+        fresh = [p for p, s in zip(found, states, strict=True) if s.state == "UNSPENT"]
+        self._add(fresh)
+        return sum(p.amount for p in fresh)
 
     async def check_state(self, proofs: Sequence[Proof] | None = None) -> list[ProofState]:
         """NUT-07: whether each proof (default: the wallet's) is UNSPENT, PENDING or SPENT."""
@@ -275,6 +366,34 @@ class CashuWallet:
             await self.load_keysets()
         assert self._active is not None
         return self._active
+
+    async def _keyset(self, keyset_id: str) -> _Keyset:
+        """A keyset with its keys: the active one, or an older one the mint still has."""
+        active = await self._active_keyset()
+        if keyset_id == active.info.id:
+            return active
+        info = self._keysets.get(keyset_id)
+        if info is None:
+            raise MintError(f"the mint has no keyset {keyset_id}", mint=self.mint_url)
+        return _Keyset(info, await self.client.keys(keyset_id))
+
+    @contextlib.asynccontextmanager
+    async def _journaled(self, blinded: tuple[Blinded, ...]) -> AsyncIterator[None]:
+        """Record ``blinded`` before the body sends them; forget them once their proofs are
+        added, or once the mint refused them (an answered error: it signed nothing). A
+        failure without an answer (a timeout, a dropped connection) keeps them recorded:
+        the mint may have signed, and :meth:`restore` will tell."""
+        if self._journal is None:
+            yield
+            return
+        await self._journal.record(blinded)
+        try:
+            yield
+        except MintError as exc:
+            if exc.code is not None:
+                self._journal.forget(blinded)
+            raise
+        self._journal.forget(blinded)
 
     async def _expanded(self, proof: Proof) -> Proof:
         """The proof with its full keyset id: tokens carry 8-byte short ids for v2 keysets."""
@@ -310,36 +429,26 @@ class CashuWallet:
             )
         return chosen
 
-    def _outputs(
-        self, keyset: _Keyset, amounts: Sequence[int]
-    ) -> tuple[list[BlindedMessage], list[tuple[str, PrivateKey]]]:
-        outputs, pending = [], []
+    def _outputs(self, keyset: _Keyset, amounts: Sequence[int]) -> tuple[Blinded, ...]:
+        outputs = []
         for amount in sorted(amounts):  # NUT-03: outputs in ascending order leak less
             if amount not in keyset.keys:
                 raise CashuError(f"the mint's keyset has no key for {amount}", mint=self.mint_url)
             secret = self._randbytes(32).hex()
             r = crypto.random_scalar(self._randbytes)
-            blinded = crypto.blind(secret, r).format().hex()
-            outputs.append(BlindedMessage(amount=amount, keyset_id=keyset.info.id, B_=blinded))
-            pending.append((secret, r))
-        return outputs, pending
-
-    async def _swap(
-        self, keyset: _Keyset, inputs: Sequence[Proof], amounts: Sequence[int]
-    ) -> list[Proof]:
-        outputs, pending = self._outputs(keyset, amounts)
-        signatures = await self.client.swap(inputs, outputs)
-        return self._unblind(keyset, outputs, pending, signatures)
+            b_ = crypto.blind(secret, r).format().hex()
+            outputs.append(Blinded(amount, keyset.info.id, b_, secret, r.secret.hex()))
+        return tuple(outputs)
 
     def _unblind(
         self,
         keyset: _Keyset,
-        outputs: Sequence[BlindedMessage],
-        pending: Sequence[tuple[str, PrivateKey]],
+        outputs: Sequence[Blinded],
         signatures: Sequence[BlindSignature],
     ) -> list[Proof]:
         proofs = []
-        for output, (secret, r), signature in zip(outputs, pending, signatures, strict=True):
+        for output, signature in zip(outputs, signatures, strict=True):
+            secret, r = output.secret, PrivateKey(bytes.fromhex(output.r))
             if (signature.amount, signature.keyset_id) != (output.amount, output.keyset_id):
                 raise MintError(
                     "the mint signed another amount or keyset than asked", mint=self.mint_url

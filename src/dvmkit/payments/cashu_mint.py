@@ -1,5 +1,5 @@
 """A Cashu mint's HTTP API, as a wallet calls it: NUT-01/02 keys and keysets, NUT-03 swap,
-NUT-04 bolt11 mint quotes and minting, NUT-07 proof states.
+NUT-04 bolt11 mint quotes and minting, NUT-07 proof states, NUT-09 restore.
 
 The wire values (NUT-00 ``BlindedMessage`` and ``BlindSignature``, keysets, quotes, states) are
 frozen dataclasses; :class:`MintClient` turns each endpoint into one awaitable call.
@@ -160,6 +160,37 @@ class MintClient:
         """``POST /v1/mint/bolt11`` (NUT-04): sign ``outputs`` for a paid quote."""
         body = {"quote": quote_id, "outputs": [o.to_json() for o in outputs]}
         return self._signatures(await self._call("POST", "/v1/mint/bolt11", body), len(outputs))
+
+    async def restore(
+        self, outputs: Sequence[BlindedMessage]
+    ) -> list[tuple[BlindedMessage, BlindSignature]]:
+        """``POST /v1/restore`` (NUT-09): the signatures the mint ever made on ``outputs``.
+
+        Returns:
+            ``(output, signature)`` for each of ``outputs`` the mint signed (others are left
+            out); an answer about an output we did not ask for, or about one twice, is
+            refused.
+        """
+        body = _object(
+            await self._call("POST", "/v1/restore", {"outputs": [o.to_json() for o in outputs]}),
+            self.url,
+        )
+        # NUT-09 names the list "signatures"; mints before it named it "promises".
+        raw = body.get("signatures", body.get("promises"))
+        signed = self._signatures({"signatures": raw}, len(raw) if isinstance(raw, list) else -1)
+        try:
+            echoed = [_str(o["B_"]) for o in body["outputs"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MintError(f"malformed restore answer: {exc!r}"[:200], mint=self.url) from None
+        asked = {o.B_: o for o in outputs}
+        if (
+            len(echoed) != len(signed)
+            or len(set(echoed)) != len(echoed)
+            or not set(echoed) <= asked.keys()
+        ):
+            # Twice the same output would count its proof twice.
+            raise MintError("restore answered for other outputs than asked", mint=self.url)
+        return [(asked[b], sig) for b, sig in zip(echoed, signed, strict=True)]
 
     async def check_state(self, ys: Sequence[str]) -> list[ProofState]:
         """``POST /v1/checkstate`` (NUT-07) for proofs given by ``Y = hash_to_curve(secret)``."""

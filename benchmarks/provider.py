@@ -25,13 +25,14 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from benchmarks.provider_client import ClientError, Customer
-from benchmarks.provider_jobs import ENCRYPTED, SUBJECTS, Subject, requests
+from benchmarks.provider_jobs import ENCRYPTED, SUBJECTS, Form, Subject, requests
 from benchmarks.provider_procs import DvmProcess, DvmUnavailable, nostrdvm_python, spawn
 from benchmarks.provider_report import fill, fill_encrypted
 from benchmarks.provider_values import FULL, QUICK, Outcome, Phase, Sizes
@@ -42,6 +43,7 @@ from dvmkit.nostr.keys import Keys
 
 __all__ = ["DVMS", "RELAYS", "run"]
 
+T = TypeVar("T")
 DVMS = ("ours", "nostrdvm")
 RELAYS = ("ours", "localrelay")
 SCRIPTS = {"ours": "dvmkit_echo.py", "nostrdvm": "nostrdvm_echo.py"}
@@ -174,52 +176,84 @@ async def run_burst(
     return phase
 
 
-async def _measure(
-    subject: Subject, relay: RelayProcess, python: Path | str, workdir: Path, s: Sizes
+class Watch:
+    """What a run reads besides the DVM, at the points :func:`measure` gives it: here nothing
+    (``provider --paid`` reads its wallet's share, :mod:`benchmarks.provider_paid`)."""
+
+    async def phase(self, work: Awaitable[Phase]) -> Phase:
+        """Run one measured phase: the sequential one, or a burst."""
+        return await work
+
+    def idle(self) -> None:
+        """Right after the DVM's idle RSS was read."""
+
+    def peak(self) -> None:
+        """Right after the DVM's peak RSS was read."""
+
+
+async def measure(
+    name: str,
+    client: Customer,
+    relay: RelayProcess,
+    form: Form,
+    start: Callable[[Keys], DvmProcess],
+    s: Sizes,
+    *,
+    every: float,
+    burst_size: int,
+    matched: int | None = None,
+    watch: Watch | None = None,
 ) -> Outcome:
-    name = subject.name
+    """Subscribe ``client`` for fresh customers, start a DVM and run every phase against it
+    with requests of ``form``; the DVM is stopped here, the client left to its owner.
+
+    Args:
+        start: spawns the DVM with the keys it is given.
+        every: seconds between start-up probes (:func:`wait_ready`).
+        burst_size: requests per burst.
+        matched: one more burst of this size, after the RSS readings, if given.
+        watch: what else to read along the way (:class:`Watch`).
+    """
+    watch = watch or Watch()
     customers = [Keys.generate() for _ in range(s.customers)]
     dvm_keys = Keys.generate()
-    build: Build = partial(requests, subject.form, dvm_keys.public_key)
-    client = await Customer.open(relay.url)
+    build: Build = partial(requests, form, dvm_keys.public_key)
+    await client.subscribe(customers, form)
     out = Outcome()
-    dvm: DvmProcess | None = None
+    dvm = start(dvm_keys)
     try:
-        await client.subscribe(customers, subject.form)
-        dvm = spawn(
-            subject.dvm, python=python, script=SCRIPTS[subject.dvm], relay_url=relay.url,
-            secret_hex=dvm_keys.secret_bytes().hex(), workdir=workdir,
-        )  # fmt: skip
-        # A stored (legacy) request sent before the DVM subscribed is read when it does; an
-        # ephemeral one (kind 25000, 21059) is lost, so those are sent more often.
-        every = 1.0 if subject.form == "legacy" else 0.1
         out.startup_s = await wait_ready(client, dvm, build, customers[0], s.start_timeout, every)
         out.warmed = await warm(client, build, customers, s)
         await asyncio.sleep(s.settle)  # idle: nothing to await, just time passing
         out.idle = dvm.memory()
+        watch.idle()
         progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
-        out.sequential = await run_sequential(client, dvm, relay, build, customers, s)
+        out.sequential = await watch.phase(run_sequential(client, dvm, relay, build, customers, s))
         progress(f"{name}: sequential {out.sequential.summary()}")
-        size = s.nostrdvm_burst if subject.dvm == "nostrdvm" else s.burst
         for k in range(s.bursts):
-            burst = await run_burst(client, dvm, relay, build, customers, size, f"burst{k + 1}", s)
+            burst = await watch.phase(
+                run_burst(client, dvm, relay, build, customers, burst_size, f"burst{k + 1}", s)
+            )
             await asyncio.sleep(s.settle)  # let the DVM finish its writes before reading RSS
             burst.memory_after = dvm.memory()
             out.bursts.append(burst)
             progress(f"{name}: {burst.name} {burst.summary()}")
         out.peak = dvm.memory()
-        if name == "ours" and s.nostrdvm_burst != s.burst:
-            # Burst latency grows with the burst's size (it is the queue draining), so the
-            # latency ratio needs one burst of nostrdvm's size too; after the RSS readings.
-            out.matched = await run_burst(
-                client, dvm, relay, build, customers, s.nostrdvm_burst, "matched", s
+        watch.peak()
+        if matched is not None:
+            out.matched = await watch.phase(
+                run_burst(client, dvm, relay, build, customers, matched, "matched", s)
             )
             progress(f"{name}: {out.matched.name} {out.matched.summary()}")
     finally:
-        client.close()
-        if dvm is not None:
-            out.exit_code = dvm.stop()
-    out.client = {
+        out.exit_code = dvm.stop()
+    return out
+
+
+def client_counts(client: Customer) -> dict[str, Any]:
+    """What the customer saw besides the phases' answers: wrong, repeated or stray results,
+    refusals by the relay, statuses and other messages."""
+    return {
         "wrong_content": client.wrong_content,
         "duplicate_results": client.duplicates,
         "results_for_unknown_requests": client.unknown,
@@ -227,6 +261,37 @@ async def _measure(
         "feedback_statuses": dict(client.feedback),
         "other_messages": client.notices,
     }
+
+
+def _run_subject(
+    subject: Subject, relay: RelayProcess, *, python: Path | str, workdir: Path, s: Sizes
+) -> Outcome:
+    """One subject on its relay, on an event loop of its own."""
+    return asyncio.run(_measure(subject, relay, python, workdir, s))
+
+
+async def _measure(
+    subject: Subject, relay: RelayProcess, python: Path | str, workdir: Path, s: Sizes
+) -> Outcome:
+    def start(keys: Keys) -> DvmProcess:
+        return spawn(
+            subject.dvm, python=python, script=SCRIPTS[subject.dvm], relay_url=relay.url,
+            secret_hex=keys.secret_bytes().hex(), workdir=workdir,
+        )  # fmt: skip
+
+    # A stored (legacy) request sent before the DVM subscribed is read when it does; an
+    # ephemeral one (kind 25000, 21059) is lost, so those are sent more often.
+    every = 1.0 if subject.form == "legacy" else 0.1
+    size = s.nostrdvm_burst if subject.dvm == "nostrdvm" else s.burst
+    # Burst latency grows with the burst's size (it is the queue draining), so the latency
+    # ratio needs one burst of nostrdvm's size too.
+    matched = s.nostrdvm_burst if subject.name == "ours" and s.nostrdvm_burst != s.burst else None
+    with contextlib.closing(await Customer.open(relay.url)) as client:
+        out = await measure(
+            subject.name, client, relay, subject.form, start, s,
+            every=every, burst_size=size, matched=matched,
+        )  # fmt: skip
+    out.client = client_counts(client)
     if subject.form == "wrapped":
         out.client |= {
             "wraps_opened": client.opened,
@@ -239,6 +304,47 @@ async def _measure(
 
 def progress(text: str) -> None:
     print(f"[bench provider] {text}", file=sys.stderr, flush=True)
+
+
+def new_report(*, quick: bool, settings: dict[str, Any]) -> Report:
+    """An empty report of this benchmark, plain or ``--paid``, and the environment it ran in."""
+    packages = ("dvmkit", "websockets", "orjson", "coincurve", "cryptography")
+    return Report(
+        benchmark="provider", quick=quick, environment=environment(packages), settings=settings
+    )
+
+
+def on_fresh_relay(
+    report: Report,
+    subject: str,
+    relay: str,
+    workdir: Path,
+    measure: Callable[[RelayProcess], T],
+    *,
+    errors: tuple[type[Exception], ...],
+) -> T | None:
+    """Start a fresh process of ``relay`` (its store in ``workdir / "relay"``), run ``measure``
+    on it, stop it; None, with the reason in ``report``, if either could not run.
+
+    Args:
+        errors: what ``measure`` raises when the subject cannot be measured; anything else
+            ends the run.
+    """
+    progress(f"starting relay {relay} for {subject}")
+    try:
+        process = start_relay(relay, workdir / "relay")
+    except RelayUnavailable as exc:
+        report.subjects[subject] = {"available": False, "reason": f"relay: {exc}"}
+        report.notes.append(f"{subject} not measured: relay {relay}: {exc}")
+        return None
+    try:
+        return measure(process)
+    except errors as exc:
+        report.subjects[subject] = {"available": False, "reason": str(exc)}
+        report.notes.append(f"{subject} not measured: {exc!r}")
+        return None
+    finally:
+        process.stop()
 
 
 def run(
@@ -269,10 +375,8 @@ def run(
     else:
         request = "kind 5050, one i tag (text), no p tag; one connection"
         sizes = {"ours": s.burst, "nostrdvm": s.nostrdvm_burst}
-    report = Report(
-        benchmark="provider",
+    report = new_report(
         quick=quick,
-        environment=environment(("dvmkit", "websockets", "orjson", "coincurve", "cryptography")),
         settings={
             "encrypted": encrypted,
             "relay": relay,
@@ -302,20 +406,11 @@ def run(
                 continue
             workdir = Path(tmp) / name
             (workdir / "relay").mkdir(parents=True)
-            progress(f"starting relay {relay} for {name}")
-            try:
-                relay_process = start_relay(relay, workdir / "relay")
-            except RelayUnavailable as exc:
-                report.subjects[name] = {"available": False, "reason": f"relay: {exc}"}
-                report.notes.append(f"{name} not measured: relay {relay}: {exc}")
-                continue
-            try:
-                outcomes[name] = asyncio.run(_measure(subject, relay_process, python, workdir, s))
-            except (DvmUnavailable, ClientError, TimeoutError, OSError) as exc:
-                report.subjects[name] = {"available": False, "reason": str(exc)}
-                report.notes.append(f"{name} not measured: {exc!r}")
-            finally:
-                relay_process.stop()
+            work = partial(_run_subject, subject, python=python, workdir=workdir, s=s)
+            errors = (DvmUnavailable, ClientError, TimeoutError, OSError)
+            outcome = on_fresh_relay(report, name, relay, workdir, work, errors=errors)
+            if outcome is not None:
+                outcomes[name] = outcome
     if encrypted:
         fill_encrypted(report, outcomes)
     else:

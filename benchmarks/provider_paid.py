@@ -12,9 +12,9 @@ customer's ``pay_invoice`` -> the wallet's ``payment_received`` -> the DVM's ``l
 -> result received.
 
 The phases, sizes aside, are those of the default run (start-up, warm-up, sequential, bursts,
-RSS after each): the same functions run them. Every figure of the paid subject carries its
-ratio to the free one (above 1: better, as everywhere in these reports); the paid/free
-multiples themselves are each figure's ``extra.paid_over_free``.
+RSS after each): :func:`benchmarks.provider.measure` runs both. Every figure of the paid
+subject carries its ratio to the free one (above 1: better, as everywhere in these reports);
+the paid/free multiples themselves are each figure's ``extra.paid_over_free``.
 """
 
 from __future__ import annotations
@@ -23,15 +23,21 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.provider import Build, progress, run_burst, run_sequential, wait_ready, warm
+from benchmarks.provider import (
+    Watch,
+    client_counts,
+    measure,
+    new_report,
+    on_fresh_relay,
+    progress,
+)
 from benchmarks.provider_client import ClientError
-from benchmarks.provider_jobs import requests
 from benchmarks.provider_paid_client import PayingCustomer
 from benchmarks.provider_paid_procs import (
     LedgerSummary,
@@ -43,9 +49,8 @@ from benchmarks.provider_paid_procs import (
 from benchmarks.provider_paid_report import fill_paid
 from benchmarks.provider_procs import DvmProcess, DvmUnavailable
 from benchmarks.provider_values import Outcome, Phase, Sizes
-from benchmarks.report import Report, environment
-from benchmarks.servers import RelayProcess, RelayUnavailable
-from benchmarks.servers import start as start_relay
+from benchmarks.report import Report
+from benchmarks.servers import RelayProcess
 from benchmarks.timing import percentile
 from dvmkit.errors import DVMError
 from dvmkit.nostr.keys import Keys
@@ -121,17 +126,27 @@ def _spent(client: PayingCustomer, ids: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-async def _phase(
-    client: PayingCustomer, wallet: DvmProcess | None, pay: Paying, work: Awaitable[Phase]
-) -> Phase:
-    """Run one phase, noting the wallet's CPU and the steps of the jobs it sent."""
-    before = set(client.sent)
-    cpu = None if wallet is None else wallet.cpu_seconds()
-    phase = await work
-    if wallet is not None and cpu is not None:
-        pay.wallet_cpu_s[phase.name] = round(wallet.cpu_seconds() - cpu, 3)
-        pay.spent[phase.name] = _spent(client, (r for r in client.sent if r not in before))
-    return phase
+class _WalletWatch(Watch):
+    """The paid subject's wallet: its CPU and the steps of the jobs sent in each phase, its
+    RSS when the DVM's is read."""
+
+    def __init__(self, client: PayingCustomer, wallet: DvmProcess, pay: Paying) -> None:
+        self._client, self._wallet, self._pay = client, wallet, pay
+
+    async def phase(self, work: Awaitable[Phase]) -> Phase:
+        before = set(self._client.sent)
+        cpu = self._wallet.cpu_seconds()
+        phase = await work
+        self._pay.wallet_cpu_s[phase.name] = round(self._wallet.cpu_seconds() - cpu, 3)
+        sent = (r for r in self._client.sent if r not in before)
+        self._pay.spent[phase.name] = _spent(self._client, sent)
+        return phase
+
+    def idle(self) -> None:
+        self._pay.wallet_idle_rss_mib = self._wallet.memory().rss_mib
+
+    def peak(self) -> None:
+        self._pay.wallet_peak_mib = self._wallet.memory().hwm_mib
 
 
 async def _measure(
@@ -142,18 +157,20 @@ async def _measure(
     workdir: Path,
     s: Sizes,
 ) -> tuple[Outcome, Paying]:
-    name = subject.name
-    customers = [Keys.generate() for _ in range(s.customers)]
-    dvm_keys = Keys.generate()
-    build: Build = partial(requests, "modern", dvm_keys.public_key)
+    def start(keys: Keys) -> DvmProcess:
+        return spawn_dvm(
+            relay_url=relay.url, secret_hex=keys.secret_bytes().hex(),
+            workdir=workdir / "dvm", price_msat=subject.price_msat,
+            wallet_uri=None if wallet_uris is None else wallet_uris[0],
+            poll_interval=POLL_INTERVAL,
+        )  # fmt: skip
+
     client = await PayingCustomer.open(relay.url)
     client.price_msat = subject.price_msat
-    out, pay = Outcome(), Paying()
-    dvm: DvmProcess | None = None
-    phase: Callable[[Awaitable[Phase]], Awaitable[Phase]] = partial(_phase, client, wallet, pay)
-    try:
+    pay = Paying()
+    watch = Watch() if wallet is None else _WalletWatch(client, wallet, pay)
+    with contextlib.closing(client):
         async with contextlib.AsyncExitStack() as stack:
-            await client.subscribe(customers, "modern")
             if wallet_uris is not None:
                 # The customer's own account: its NWC connection is the benchmark's, like the
                 # rest of the customer (the wallet service is the other process).
@@ -162,46 +179,13 @@ async def _measure(
                 tg = await stack.enter_async_context(asyncio.TaskGroup())
                 payer = tg.create_task(client.pay(purse), name="pay invoices")
                 stack.callback(payer.cancel)  # runs first: the group then has nothing to wait on
-            dvm = spawn_dvm(
-                relay_url=relay.url, secret_hex=dvm_keys.secret_bytes().hex(),
-                workdir=workdir / "dvm", price_msat=subject.price_msat,
-                wallet_uri=None if wallet_uris is None else wallet_uris[0],
-                poll_interval=POLL_INTERVAL,
-            )  # fmt: skip
             # Kind 25000 is ephemeral: a request sent before the DVM subscribed is lost, so
             # start-up probes are sent often (each paid probe is paid like any job).
-            out.startup_s = await wait_ready(client, dvm, build, customers[0], s.start_timeout, 0.1)
-            out.warmed = await warm(client, build, customers, s)
-            await asyncio.sleep(s.settle)  # idle: nothing to await, just time passing
-            out.idle = dvm.memory()
-            if wallet is not None:
-                pay.wallet_idle_rss_mib = wallet.memory().rss_mib
-            progress(f"{name}: ready in {out.startup_s:.2f} s, idle RSS {out.idle.rss_mib:.1f} MiB")
-            out.sequential = await phase(run_sequential(client, dvm, relay, build, customers, s))
-            progress(f"{name}: sequential {out.sequential.summary()}")
-            for k in range(s.bursts):
-                burst = await phase(
-                    run_burst(client, dvm, relay, build, customers, s.burst, f"burst{k + 1}", s)
-                )
-                await asyncio.sleep(s.settle)  # let the DVM finish its writes before reading RSS
-                burst.memory_after = dvm.memory()
-                out.bursts.append(burst)
-                progress(f"{name}: {burst.name} {burst.summary()}")
-            out.peak = dvm.memory()
-            if wallet is not None:
-                pay.wallet_peak_mib = wallet.memory().hwm_mib
-    finally:
-        client.close()
-        if dvm is not None:
-            out.exit_code = dvm.stop()
-    out.client = {
-        "wrong_content": client.wrong_content,
-        "duplicate_results": client.duplicates,
-        "results_for_unknown_requests": client.unknown,
-        "relay_rejected": dict(client.rejected),
-        "feedback_statuses": dict(client.feedback),
-        "other_messages": client.notices,
-    }
+            out = await measure(
+                subject.name, client, relay, "modern", start, s,
+                every=0.1, burst_size=s.burst, watch=watch,
+            )  # fmt: skip
+    out.client = client_counts(client)
     if wallet_uris is not None:
         pay.payments = len(client.paid)
         pay.answered_unpaid = sum(r not in client.paid for r in client.results)
@@ -217,10 +201,8 @@ async def _measure(
 def run(*, quick: bool = False, relay: str = "ours") -> Report:
     """Measure the free subject, then the paid one, each on a fresh relay; return the report."""
     s = QUICK if quick else FULL
-    report = Report(
-        benchmark="provider",
+    report = new_report(
         quick=quick,
-        environment=environment(("dvmkit", "websockets", "orjson", "coincurve", "cryptography")),
         settings={
             "paid": True,
             "relay": relay,
@@ -249,21 +231,12 @@ def run(*, quick: bool = False, relay: str = "ours") -> Report:
             workdir = Path(tmp) / name
             for sub in ("relay", "dvm", "wallet"):
                 (workdir / sub).mkdir(parents=True)
-            progress(f"starting relay {relay} for {name}")
-            try:
-                relay_process = start_relay(relay, workdir / "relay")
-            except RelayUnavailable as exc:
-                report.subjects[name] = {"available": False, "reason": f"relay: {exc}"}
-                report.notes.append(f"{name} not measured: relay {relay}: {exc}")
+            work = partial(_run_subject, subject, workdir=workdir, s=s)
+            errors = (DvmUnavailable, ClientError, DVMError, TimeoutError, OSError)
+            measured = on_fresh_relay(report, name, relay, workdir, work, errors=errors)
+            if measured is None:
                 continue
-            try:
-                outcomes[name], paying = _run_subject(subject, relay_process, workdir, s)
-            except (DvmUnavailable, ClientError, DVMError, TimeoutError, OSError) as exc:
-                report.subjects[name] = {"available": False, "reason": str(exc)}
-                report.notes.append(f"{name} not measured: {exc!r}")
-                continue
-            finally:
-                relay_process.stop()
+            outcomes[name], paying = measured
             if paying is not None:
                 paid[name] = paying
     fill_paid(report, outcomes, paid, {sub.name: sub.label for sub in SUBJECTS}, PRICE_MSAT)
@@ -271,7 +244,7 @@ def run(*, quick: bool = False, relay: str = "ours") -> Report:
 
 
 def _run_subject(
-    subject: PaidSubject, relay: RelayProcess, workdir: Path, s: Sizes
+    subject: PaidSubject, relay: RelayProcess, *, workdir: Path, s: Sizes
 ) -> tuple[Outcome, Paying | None]:
     """One subject on its relay; a priced one with the dev wallet, started here and stopped
     before its ledger is read."""

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.customer_procs import child_env
-from benchmarks.provider_procs import SCRIPTS, DvmProcess, DvmUnavailable, die_with_parent
+from benchmarks.provider_procs import DvmProcess, DvmUnavailable, spawn
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.nip47 import ConnectionURI
 
@@ -67,31 +64,14 @@ def read_ledger(db: Path) -> LedgerSummary:
     return LedgerSummary(balances, int(requests), int(invoices))
 
 
-def _spawn(
-    name: str, script: str, workdir: Path, secret_hex: str, env: dict[str, str]
-) -> DvmProcess:
-    with (workdir / "dvm.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(SCRIPTS / script)],
-            cwd=workdir,
-            env=child_env(workdir, PYTHONUNBUFFERED="1", **env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-    return DvmProcess(name, process, workdir, time.perf_counter(), secret_hex)
-
-
 def start_wallet(*, relay_url: str, db: Path, workdir: Path) -> DvmProcess:
     """Start the dev wallet on ``relay_url``; return once it serves.
 
     Raises:
         DvmUnavailable: it exited or did not say it serves within :data:`START_TIMEOUT`.
     """
-    env = {"BENCH_RELAY_URL": relay_url, "BENCH_WALLET_DB": str(db)}
-    wallet = _spawn("wallet", "devwallet.py", workdir, "", env)
+    env = {"BENCH_WALLET_DB": str(db)}
+    wallet = spawn("wallet", script="devwallet.py", relay_url=relay_url, workdir=workdir, env=env)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while wallet.log_count(WALLET_READY) == 0:
@@ -118,13 +98,14 @@ def spawn_dvm(
 ) -> DvmProcess:
     """Start ``provider_dvms/dvmkit_paid.py``: free when ``price_msat`` is 0, else priced and
     paid into the wallet account ``wallet_uri``."""
-    env = {
-        "BENCH_RELAY_URL": relay_url,
-        "BENCH_DVM_SECRET": secret_hex,
-        "BENCH_WORKDIR": str(workdir),
-        "BENCH_PRICE_MSAT": str(price_msat),
-        "BENCH_NWC_POLL": repr(poll_interval),
-    }
+    env = {"BENCH_PRICE_MSAT": str(price_msat), "BENCH_NWC_POLL": repr(poll_interval)}
     if wallet_uri is not None:
         env["BENCH_NWC_URI"] = wallet_uri
-    return _spawn("ours", "dvmkit_paid.py", workdir, secret_hex, env)
+    return spawn(
+        "ours",
+        script="dvmkit_paid.py",
+        relay_url=relay_url,
+        workdir=workdir,
+        secret_hex=secret_hex,
+        env=env,
+    )

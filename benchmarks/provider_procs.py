@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,26 +144,41 @@ def die_with_parent() -> None:
 
 
 def spawn(
-    name: str, *, python: Path | str, script: str, relay_url: str, secret_hex: str, workdir: Path
+    name: str,
+    *,
+    script: str,
+    relay_url: str,
+    workdir: Path,
+    secret_hex: str = "",
+    python: Path | str = sys.executable,
+    env: Mapping[str, str] | None = None,
 ) -> DvmProcess:
-    """Start ``provider_dvms/<script>`` with ``python`` in ``workdir``, output to ``dvm.log``."""
-    env = {
+    """Start ``provider_dvms/<script>`` with ``python`` in ``workdir``, output to ``dvm.log``.
+
+    Args:
+        secret_hex: the DVM's key, passed as BENCH_DVM_SECRET and blanked from its log tail;
+            empty for the dev wallet, whose key is in its ledger.
+        env: the script's own variables, besides the relay and the working directory.
+    """
+    child = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "BENCH_RELAY_URL": relay_url,
-        "BENCH_DVM_SECRET": secret_hex,
         "BENCH_WORKDIR": str(workdir),
     }
-    if name == "ours":
-        # dvmkit runs from this checkout, installed or not.
-        env["PYTHONPATH"] = str(REPO / "src")
+    if secret_hex:
+        child["BENCH_DVM_SECRET"] = secret_hex
+    if Path(python) == Path(sys.executable):
+        # dvmkit runs from this checkout, installed or not (nostrdvm's venv has no use for it).
+        child["PYTHONPATH"] = str(REPO / "src")
+    child.update(env or {})
     with (workdir / "dvm.log").open("wb") as log:
         process = subprocess.Popen(
             [str(python), str(SCRIPTS / script)],
             cwd=workdir,
-            env=env,
+            env=child,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

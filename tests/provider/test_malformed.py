@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import itertools
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,7 +52,8 @@ from dvmkit.relay.pool import RelayPool
 from dvmkit.relay.server import Relay
 from dvmkit.store import JobRecord, JobState, OutboxEvent, SQLiteJobStore
 
-T = TypeVar("T")
+from .loop_host import LoopHost
+
 KIND = 5050
 CATEGORY = "text"
 WAIT = 15.0  # bound on one example's outcome
@@ -143,64 +145,29 @@ class ObservedStore(SQLiteJobStore):
                 await self.changed.wait()
 
 
-class Harness:
+class Harness(LoopHost):
     """Our relay, the DVM and a customer pool on an event loop of their own.
 
     The loop runs only inside :meth:`call`, never while Hypothesis draws an example: the
     pool's reconnect jitter (``random.random``) must not run during a draw."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__(wait=WAIT)
         self.store = ObservedStore()
         self.relay_url = ""
         self.engine: Engine | None = None
         self.pool: RelayPool | None = None
-        self._stop = asyncio.Event()
-        self._host: asyncio.Task[None] | None = None
         self._sentinels = itertools.count()
         self.seen: collections.Counter[str] = collections.Counter()  # outcomes checked
 
-    def __enter__(self) -> Harness:
-        ready = self.loop.create_future()
-        # The one task that owns the relay and the DVM, across many run_until_complete calls.
-        self._host = self.loop.create_task(self._serve(ready))
-        self.loop.run_until_complete(
-            asyncio.wait([ready, self._host], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-        )
-        if self._host.done():
-            self._host.result()
-        assert ready.done(), "the DVM did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._stop.set()
-            if self._host is not None:
-                self.loop.run_until_complete(asyncio.wait_for(self._host, WAIT))
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    async def _serve(self, ready: asyncio.Future[None]) -> None:
+    @contextlib.asynccontextmanager
+    async def hosting(self) -> AsyncIterator[None]:
         async with Relay(port=0) as relay:
             self.relay_url = relay.url
             dvm = _dvm(relay.url, self.store)
             async with dvm.running(), RelayPool(relays=[relay.url]) as pool:
                 self.engine, self.pool = dvm._engine, pool
-                ready.set_result(None)
-                await self._stop.wait()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the harness loop; fail if the DVM has stopped."""
-        assert self._host is not None
-        try:
-            if self._host.done():
-                coro.close()
-                raise AssertionError("the DVM stopped")
-            return self.loop.run_until_complete(asyncio.wait_for(coro, WAIT * 2))
-        finally:
-            if self._host.done():
-                self._host.result()  # the DVM crashed: raise what ended it
+                yield
 
     # -- checks, on the harness loop ---------------------------------------------------------
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -48,10 +49,9 @@ from dvmkit.relay.server import Relay
 from dvmkit.store import OWED, REFUNDED, JobRecord, JobState, PaymentEntry, SQLiteJobStore
 
 from .conftest import WAIT, Customer, customer_on, eventually, is_final, make_dvm, status_of
+from .loop_host import LoopHost
 from .test_cancel import cancel
 from .test_payment_hook import Processor, send
-
-T = TypeVar("T")
 
 PRICE = 21_000
 #: The answer each final state is announced with (an expired job answers error).
@@ -98,7 +98,7 @@ async def released(dvm: DVM, job_id: str) -> None:
     await eventually(lambda: job_id not in engine.held)
 
 
-class Served:
+class Served(LoopHost):
     """Our relay, a priced DVM on an in-memory SQLite store, and a customer, on one loop.
 
     The loop runs only inside :meth:`call`, never while Hypothesis draws a step: the DVM
@@ -106,7 +106,7 @@ class Served:
     """
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__(wait=WAIT)
         self.store = SQLiteJobStore()
         self.processor = Confirming()
         self.calls: list[Call] = []
@@ -114,8 +114,6 @@ class Served:
         self.gates: dict[str, asyncio.Future[bool]] = {}
         self._dvm: DVM | None = None
         self._customer: Customer | None = None
-        self._stop = asyncio.Event()
-        self._host: asyncio.Task[None] | None = None
 
     @property
     def dvm(self) -> DVM:
@@ -147,45 +145,13 @@ class Served:
 
         return dvm
 
-    def start(self) -> None:
-        ready = self.loop.create_future()
-        self._host = self.loop.create_task(self._serve(ready))
-        self.loop.run_until_complete(
-            asyncio.wait([ready, self._host], timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
-        )
-        if self._host.done():
-            self._host.result()
-        assert ready.done(), "the DVM did not start"
-
-    def close(self) -> None:
-        try:
-            self._stop.set()
-            if self._host is not None:
-                self.loop.run_until_complete(asyncio.wait_for(self._host, WAIT))
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-            self.loop.close()
-
-    async def _serve(self, ready: asyncio.Future[None]) -> None:
+    @contextlib.asynccontextmanager
+    async def hosting(self) -> AsyncIterator[None]:
         async with Relay(port=0) as relay:
             self._dvm = self._make_dvm(relay.url)
             async with self.dvm.running(), customer_on(relay.url) as customer:
                 self._customer = customer
-                ready.set_result(None)
-                await self._stop.wait()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop (the DVM runs meanwhile); fail if the DVM has stopped."""
-        assert self._host is not None
-        try:
-            if self._host.done():
-                coro.close()
-                raise AssertionError("the DVM stopped")
-            return self.loop.run_until_complete(asyncio.wait_for(coro, WAIT * 2))
-        finally:
-            if self._host.done():
-                self._host.result()  # the DVM crashed: raise what ended it
+                yield
 
 
 class PaymentMachine(RuleBasedStateMachine):
@@ -436,12 +402,9 @@ class PaysWhileCancelling(SQLiteJobStore):
         return await super().transition(job_id, *args, **kwargs)
 
 
-async def test_a_payment_confirmed_while_a_cancellation_commits_is_in_the_ledger(
-    our_relay_url: str,
-) -> None:
-    processor = Confirming()
-    store = PaysWhileCancelling(lambda job_id: processor.pay(job_id, PRICE, "the payment"))
-    dvm = priced_dvm(our_relay_url, processor, store)
+def echo_dvm(relay: str, processor: Processor, store: SQLiteJobStore) -> tuple[DVM, list[str]]:
+    """A priced DVM whose handler echoes its input, and the inputs it ran, in order."""
+    dvm = priced_dvm(relay, processor, store)
     ran: list[str] = []
 
     @dvm.job
@@ -449,6 +412,15 @@ async def test_a_payment_confirmed_while_a_cancellation_commits_is_in_the_ledger
         ran.append(input)
         return input
 
+    return dvm, ran
+
+
+async def test_a_payment_confirmed_while_a_cancellation_commits_is_in_the_ledger(
+    our_relay_url: str,
+) -> None:
+    processor = Confirming()
+    store = PaysWhileCancelling(lambda job_id: processor.pay(job_id, PRICE, "the payment"))
+    dvm, ran = echo_dvm(our_relay_url, processor, store)
     async with dvm.running(), customer_on(our_relay_url) as customer:
         job = await send(customer, "modern", "x")
         await customer.status(job.id, "payment-required")
@@ -469,14 +441,7 @@ async def test_a_payment_confirmed_while_a_cancellation_commits_is_in_the_ledger
 async def test_a_short_payment_with_a_used_key_fails_the_job(our_relay_url: str) -> None:
     processor = Confirming()
     store = SQLiteJobStore()
-    dvm = priced_dvm(our_relay_url, processor, store)
-    ran: list[str] = []
-
-    @dvm.job
-    async def work(input: str) -> str:
-        ran.append(input)
-        return input
-
+    dvm, ran = echo_dvm(our_relay_url, processor, store)
     async with dvm.running(), customer_on(our_relay_url) as customer:
         first = await send(customer, "modern", "first")
         await customer.status(first.id, "payment-required")

@@ -45,12 +45,14 @@ async def wallet(relay_url: str) -> AsyncIterator[DevWallet]:
         yield running
 
 
-def priced(relay: str, payments: object, *, fail: bool = False, **kwargs: object) -> DVM:
+def priced(
+    relay: str, payments: object, *, fail: bool = False, **kwargs: object
+) -> tuple[DVM, list[str]]:
+    """A DVM charging PRICE, and the inputs its handler was called with, in order."""
     options: dict[str, object] = {"price_msat": PRICE, "payments": payments, "limits": FAST}
     options.update(kwargs)
     dvm = make_dvm(relay, **options)
     ran: list[str] = []
-    dvm.ran = ran  # type: ignore[attr-defined]
 
     @dvm.job
     async def shout(input: str, quality: str = "normal") -> str:
@@ -59,12 +61,7 @@ def priced(relay: str, payments: object, *, fail: bool = False, **kwargs: object
             raise JobError("INTERNAL_ERROR", "the model is down")
         return input.upper()
 
-    return dvm
-
-
-def ran(dvm: DVM) -> list[str]:
-    out: list[str] = dvm.ran  # type: ignore[attr-defined]
-    return out
+    return dvm, ran
 
 
 async def ask(customer: Customer, dialect: str, text: str, *extra: list[str]) -> Event:
@@ -97,7 +94,7 @@ async def test_a_bolt11_job_runs_once_the_dvms_wallet_says_paid(
     relay_url: str, customer: Customer, wallet: DevWallet, dialect: str
 ) -> None:
     async with accounts(wallet) as (dvm_uri, buyer, pay):
-        dvm = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5))
+        dvm, ran = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5))
         async with dvm.running():
             request = await ask(customer, dialect, "pay me")
             asked = await customer.status(request.id, "payment-required")
@@ -105,11 +102,11 @@ async def test_a_bolt11_job_runs_once_the_dvms_wallet_says_paid(
             assert amount == PRICE
             assert invoice is not None
             assert read_methods(asked) == {"bolt11": None}
-            assert ran(dvm) == []  # nothing runs unpaid
+            assert ran == []  # nothing runs unpaid
             await pay.pay_invoice(invoice)
             final = await customer.final(request.id)
         assert status_of(final) == "success"
-        assert ran(dvm) == ["pay me"]
+        assert ran == ["pay me"]
         assert wallet.balance(buyer) == 100_000 - PRICE
         assert sum(balance for _, _, balance in wallet.ledger.accounts()) == 100_000
 
@@ -120,7 +117,9 @@ async def test_an_unpaid_job_expires_and_never_runs(
     async with accounts(wallet) as (dvm_uri, _buyer, _pay):
         limits = Limits(payment_timeout=1.0, processing_notice=5.0)
         store = SQLiteJobStore()
-        dvm = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.2), limits=limits, store=store)
+        dvm, ran = priced(
+            relay_url, NWCPayments(dvm_uri, poll_interval=0.2), limits=limits, store=store
+        )
         async with dvm.running():
             request = await ask(customer, "modern", "never paid")
             final = await customer.final(request.id)
@@ -128,7 +127,7 @@ async def test_an_unpaid_job_expires_and_never_runs(
     assert error_of(final)[0] == "PAYMENT_TIMEOUT"
     assert record is not None
     assert record.state is JobState.EXPIRED
-    assert ran(dvm) == []
+    assert ran == []
 
 
 async def test_a_failed_bolt11_job_is_refunded_to_the_invoice_it_named(
@@ -138,7 +137,7 @@ async def test_a_failed_bolt11_job_is_refunded_to_the_invoice_it_named(
         back = await pay.make_invoice(PRICE, description="refund")
         assert back.invoice is not None
         store = SQLiteJobStore()
-        dvm = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True, store=store)
+        dvm, _ = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True, store=store)
         async with dvm.running():
             request = await ask(customer, "modern", "fails", ["refund", back.invoice])
             _, invoice = amount_of(await customer.status(request.id, "payment-required"))
@@ -164,7 +163,7 @@ async def test_a_failed_bolt11_job_is_refunded_to_the_lightning_address_it_named
         LnurlServer(wallet=pay, keys=Keys.generate(), relays=[relay_url]) as server,
     ):
         address = server.address("alice")  # the customer's own lightning address
-        dvm = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True)
+        dvm, _ = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True)
         async with dvm.running():
             request = await ask(customer, "legacy", "fails", ["refund", address])
             _, invoice = amount_of(await customer.status(request.id, "payment-required"))
@@ -182,7 +181,7 @@ async def test_a_failed_paid_job_with_nowhere_to_refund_is_owed(
 ) -> None:
     async with accounts(wallet) as (dvm_uri, buyer, pay):
         store = SQLiteJobStore()
-        dvm = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True, store=store)
+        dvm, _ = priced(relay_url, NWCPayments(dvm_uri, poll_interval=0.5), fail=True, store=store)
         async with dvm.running():
             request = await ask(customer, "legacy", "fails")
             _, invoice = amount_of(await customer.status(request.id, "payment-required"))
@@ -221,7 +220,7 @@ async def test_a_cashu_job_runs_once_the_token_is_swapped_at_the_mint(
 ) -> None:
     purse = await funded(cashu_mint, 50)
     proofs = tmp_path / "dvm-proofs.json"
-    dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint, proofs_path=proofs))
+    dvm, ran = priced(relay_url, CashuPayments(mint_url=cashu_mint, proofs_path=proofs))
     async with dvm.running():
         request = await ask(customer, dialect, "ecash")
         asked = await customer.status(request.id, "payment-required")
@@ -230,7 +229,7 @@ async def test_a_cashu_job_runs_once_the_token_is_swapped_at_the_mint(
         await pay_cashu(customer, dvm, request.id, await purse.send(21))
         final = await customer.final(request.id)
     assert status_of(final) == "success"
-    assert ran(dvm) == ["ecash"]
+    assert ran == ["ecash"]
     assert purse.balance == 29
     # The DVM's ecash is on disk (0600) and worth what was paid.
     assert proofs.stat().st_mode & 0o777 == 0o600
@@ -242,7 +241,7 @@ async def test_one_token_pays_one_job_and_a_second_is_refused(
     relay_url: str, customer: Customer, cashu_mint: str
 ) -> None:
     purse = await funded(cashu_mint, 21)
-    dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint))
+    dvm, ran = priced(relay_url, CashuPayments(mint_url=cashu_mint))
     async with dvm.running():
         first = await ask(customer, "modern", "first")
         second = await ask(customer, "modern", "second")
@@ -256,14 +255,14 @@ async def test_one_token_pays_one_job_and_a_second_is_refused(
     code, message = error_of(final)
     assert code == "PAYMENT_FAILED"
     assert "spent" in message.lower()
-    assert ran(dvm) == ["first"]
+    assert ran == ["first"]
 
 
 async def test_a_token_from_someone_else_or_for_too_little_releases_nothing(
     relay_url: str, customer: Customer, cashu_mint: str
 ) -> None:
     purse = await funded(cashu_mint, 40)
-    dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint))
+    dvm, ran = priced(relay_url, CashuPayments(mint_url=cashu_mint))
     async with dvm.running(), customer_on(relay_url) as stranger:
         request = await ask(customer, "modern", "mine")
         await customer.status(request.id, "payment-required")
@@ -275,7 +274,7 @@ async def test_a_token_from_someone_else_or_for_too_little_releases_nothing(
         final = await customer.final(request.id)
         ignored = dvm.stats().ignored
     assert error_of(final) == ("PAYMENT_FAILED", "the token holds 10 sat; the job costs 21")
-    assert ran(dvm) == []
+    assert ran == []
     assert ignored == 1
     # Neither token was swapped: both are still the customer's to spend.
     for token in (theirs, short):
@@ -290,7 +289,7 @@ async def test_a_failed_cashu_job_is_refunded_with_fresh_ecash(
     store = SQLiteJobStore()
     proofs = tmp_path / "dvm-proofs.json"
     payments = CashuPayments(mint_url=cashu_mint, proofs_path=proofs)
-    dvm = priced(relay_url, payments, fail=True, store=store)
+    dvm, _ = priced(relay_url, payments, fail=True, store=store)
     async with dvm.running():
         request = await ask(customer, "modern", "fails")
         await customer.status(request.id, "payment-required")
@@ -316,7 +315,7 @@ async def test_a_bid_below_the_price_gets_an_offer_not_work(
     relay_url: str, customer: Customer, cashu_mint: str
 ) -> None:
     store = SQLiteJobStore()
-    dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint), store=store)
+    dvm, ran = priced(relay_url, CashuPayments(mint_url=cashu_mint), store=store)
     async with dvm.running():
         low = await ask(customer, "modern", "cheap", ["bid", "1000"])
         offer = await customer.status(low.id, "offer")
@@ -332,7 +331,7 @@ async def test_a_bid_below_the_price_gets_an_offer_not_work(
         "payment-required",
         "your bid of 1000 msat is below the price",
     )
-    assert ran(dvm) == []
+    assert ran == []
 
 
 async def test_pricing_by_size_and_param_with_an_allow_list_and_a_free_tier(
@@ -346,7 +345,7 @@ async def test_pricing_by_size_and_param_with_an_allow_list_and_a_free_tier(
         free_for={friend.public_key},
         free_jobs=1,
     )
-    dvm = priced(relay_url, CashuPayments(mint_url=cashu_mint), price_msat=pricing)
+    dvm, ran = priced(relay_url, CashuPayments(mint_url=cashu_mint), price_msat=pricing)
     async with dvm.running(), customer_on(relay_url, friend) as friendly:
         free = await ask(customer, "modern", "first one is free")
         assert status_of(await customer.final(free.id)) == "success"
@@ -356,7 +355,7 @@ async def test_pricing_by_size_and_param_with_an_allow_list_and_a_free_tier(
             mine = await ask(friendly, "modern", f"friend {n}")
             assert status_of(await friendly.final(mine.id)) == "success"
     assert amount_of(asked)[0] == 1000 + 3 * 500 + 5000
-    assert sorted(ran(dvm)) == ["first one is free", "friend 0", "friend 1"]
+    assert sorted(ran) == ["first one is free", "friend 0", "friend 1"]
 
 
 async def test_several_methods_are_offered_and_either_pays(
@@ -367,7 +366,7 @@ async def test_several_methods_are_offered_and_either_pays(
         payments = Payments(
             NWCPayments(dvm_uri, poll_interval=0.5), CashuPayments(mint_url=cashu_mint)
         )
-        dvm = priced(relay_url, payments)
+        dvm, ran = priced(relay_url, payments)
         async with dvm.running():
             by_ecash = await ask(customer, "modern", "ecash")
             asked = await customer.status(by_ecash.id, "payment-required")
@@ -379,7 +378,7 @@ async def test_several_methods_are_offered_and_either_pays(
             finals = [await customer.final(r.id) for r in (by_ecash, by_invoice)]
     assert read_methods(asked) == {"bolt11": None, "cashu": cashu_mint}
     assert [status_of(f) for f in finals] == ["success", "success"]
-    assert sorted(ran(dvm)) == ["ecash", "invoice"]
+    assert sorted(ran) == ["ecash", "invoice"]
 
 
 # -- zaps --------------------------------------------------------------------------------------
@@ -417,7 +416,7 @@ async def test_a_zapped_job_runs_only_on_a_receipt_from_the_dvms_own_lnurl_serve
 ) -> None:
     async with lnurl_server(wallet, relay_url, Keys.generate()) as (address, pay, buyer):
         store = SQLiteJobStore()
-        dvm = priced(relay_url, ZapPayments(address=address), store=store)
+        dvm, ran = priced(relay_url, ZapPayments(address=address), store=store)
         async with dvm.running():
             request = await ask(customer, dialect, "zap me")
             asked = await customer.status(request.id, "payment-required")
@@ -437,7 +436,7 @@ async def test_a_zapped_job_runs_only_on_a_receipt_from_the_dvms_own_lnurl_serve
             final = await customer.final(request.id)
             ledger = await store.payments(request.id)
     assert status_of(final) == "success"
-    assert ran(dvm) == ["zap me"]
+    assert ran == ["zap me"]
     assert [(e.method, e.amount_msat) for e in ledger] == [("zap", PRICE)]
     assert ledger[0].key == "zap:" + bolt11.decode(invoice).payment_hash
     assert wallet.balance(buyer) == 100_000 - PRICE
@@ -448,7 +447,7 @@ async def test_a_zap_receipt_pays_one_job_once(
 ) -> None:
     async with lnurl_server(wallet, relay_url, Keys.generate()) as (address, pay, _buyer):
         limits = Limits(payment_timeout=2.0, processing_notice=5.0)
-        dvm = priced(relay_url, ZapPayments(address=address), limits=limits)
+        dvm, ran = priced(relay_url, ZapPayments(address=address), limits=limits)
         async with dvm.running():
             first = await ask(customer, "modern", "first")
             await customer.status(first.id, "payment-required")
@@ -468,7 +467,7 @@ async def test_a_zap_receipt_pays_one_job_once(
             await customer.publish(Event.from_json(receipts[0].as_json()), require_ok=False)
             final = await customer.final(second.id)
     assert error_of(final)[0] == "PAYMENT_TIMEOUT"
-    assert ran(dvm) == ["first"]
+    assert ran == ["first"]
 
 
 async def test_a_mint_that_is_down_does_not_keep_the_dvm_from_serving(
@@ -477,7 +476,7 @@ async def test_a_mint_that_is_down_does_not_keep_the_dvm_from_serving(
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    dvm = priced(relay_url, CashuPayments(mint_url=dead, timeout=1.0))
+    dvm, _ = priced(relay_url, CashuPayments(mint_url=dead, timeout=1.0))
     async with dvm.running():
         request = await ask(customer, "modern", "later")
         asked = await customer.status(request.id, "payment-required")

@@ -4,9 +4,10 @@ spend, NUT-07 states, keyset ids, DLEQ, and refusals that must not reach the min
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import orjson
 import pytest
@@ -256,27 +257,37 @@ async def test_a_mint_that_never_answers_times_out_cleanly(silent_server: str) -
     assert caught.value.code is None
 
 
-async def test_garbage_and_oversized_answers_become_mint_errors() -> None:
-    answers = iter(
-        [
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
-            b"garbage\r\n\r\n",
-            b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"keysets": 1}',
-            b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-        ]
-    )
+@contextlib.asynccontextmanager
+async def scripted_mint(answers: Iterable[bytes]) -> AsyncIterator[MintClient]:
+    """A client of a loopback "mint" that answers each request with the next of ``answers``
+    (raw HTTP, whatever was asked)."""
+    script = iter(answers)
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(next(answers))
+        writer.write(next(script))
         await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     async with server:
-        client = MintClient(url, timeout=2.0)
+        yield MintClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=2.0)
+
+
+def ok_json(body: object) -> bytes:
+    data = orjson.dumps(body)
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data)
+
+
+async def test_garbage_and_oversized_answers_become_mint_errors() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
+        b"garbage\r\n\r\n",
+        ok_json({"keysets": 1}),
+        b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    ]
+    async with scripted_mint(answers) as client:
         for expected in ("not JSON", "failed", "failed", "malformed keysets", "HTTP 500"):
             with pytest.raises(MintError, match=expected):
                 await client.keysets()
@@ -293,19 +304,7 @@ async def test_hostile_restore_answers_become_mint_errors() -> None:
         ({"outputs": [{"B_": asked.B_}] * 2, "signatures": [sig] * 2}, "other outputs"),
         ([], "not a JSON object"),
     ]
-    answers = iter(bodies)
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        body = orjson.dumps(next(answers)[0])
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    async with server:
-        client = MintClient(url, timeout=2.0)
+    async with scripted_mint(ok_json(body) for body, _ in bodies) as client:
         for _, expected in bodies:
             with pytest.raises(MintError, match=expected):
                 await client.restore([asked])

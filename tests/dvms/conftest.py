@@ -120,12 +120,6 @@ def note(keys: Keys, content: str, created_at: int) -> Event:
     return sign_event(keys, kind=1, content=content, created_at=created_at)
 
 
-@contextlib.asynccontextmanager
-async def serving(dvm: DVM) -> AsyncIterator[DVM]:
-    async with dvm.running():
-        yield dvm
-
-
 async def ask(
     customer: Customer,
     kind: int,

@@ -56,6 +56,8 @@ log = logging.getLogger("dvmkit.provider")
 
 _NOT_FINISHED = frozenset(s for s in JobState if not s.terminal)
 _UNPAID = frozenset({JobState.RECEIVED, JobState.PAYMENT_REQUIRED})
+#: Unsent outbox events read per store call while resuming.
+_OUTBOX_PAGE = 1000
 
 #: ``optional``: plain and private jobs; ``required``: private jobs only (gift-wrapped, or
 #: NIP-90 encrypted params); ``off``: gift wraps are not read (legacy encrypted params still are).
@@ -231,12 +233,17 @@ class Engine:
                 # Enough to refund it (amount and method); its ledger key is not needed again.
                 entry.paid = Paid(record.paid_msat, record.payment_method or "", "")
             self._queue.put_nowait(entry)
-        for item in await self.store.pending_outbox():
-            try:
-                event = Event.from_json(item.event_json)
-            except DVMError:
-                continue
-            await self.sender.send(event, item.relays)
+        # Page by seq to the end: one call returns at most a page, and a long outage can
+        # leave more unsent than that.
+        after = 0
+        while page := await self.store.pending_outbox(limit=_OUTBOX_PAGE, after=after):
+            for item in page:
+                try:
+                    event = Event.from_json(item.event_json)
+                except DVMError:
+                    continue
+                await self.sender.send(event, item.relays)
+            after = page[-1].seq
 
     def _reparse(self, record: JobRecord) -> JobRequest | None:
         try:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dvmkit.nostr.event import Event
-from dvmkit.protocol.heartbeat import ALIVE_WINDOW
 from dvmkit.protocol.job import Dialect
 
 
@@ -94,9 +93,6 @@ class DVMInfo:
             "queue": self.queue,
             "alive": self.alive,
         }
-
-
-ALIVE_SECONDS = ALIVE_WINDOW
 
 
 class UpdateType(enum.StrEnum):

@@ -254,3 +254,11 @@ def test_encode_refuses_an_invalid_node_key() -> None:
 
 def test_invalid_invoice_is_a_payment_error() -> None:
     assert issubclass(InvalidInvoice, PaymentError)
+
+
+def test_a_preimage_matches_only_its_own_payment_hash() -> None:
+    preimage = bytes(range(32))
+    payment_hash = hashlib.sha256(preimage).hexdigest()
+    assert bolt11.preimage_matches(preimage.hex(), payment_hash)
+    for wrong in (None, "", "zz", preimage.hex().upper(), preimage.hex()[:-2], "00" * 32):
+        assert not bolt11.preimage_matches(wrong, payment_hash), wrong

@@ -13,6 +13,7 @@ Pure: no I/O; the clock is an argument.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from dvmkit.errors import Bech32Error, PaymentError
 # The word-level bech32 helpers: BOLT-11 data is 5-bit words, not whole bytes, so the byte
 # API of dvmkit.nostr.bech32 cannot carry it (see the report of the payments change).
 from dvmkit.nostr.bech32 import convert_bits, decode_words, encode_words
+from dvmkit.nostr.keys import is_hex64
 
 # Far beyond any invoice a wallet makes (the longest spec example is ~600 characters) and
 # still cheap to reject: a caller's oversized string fails before any work.
@@ -85,6 +87,17 @@ class Invoice:
 
     def is_expired(self, *, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
+
+
+def preimage_matches(preimage: str | None, payment_hash: str) -> bool:
+    """True when ``preimage`` is 64 lowercase hex characters whose sha256 is ``payment_hash``.
+
+    The one check of a claimed preimage: the zap receipt verifier refuses a receipt that fails
+    it, and the LNURL server leaves such a preimage out of the receipts it signs.
+    """
+    if not is_hex64(preimage):
+        return False
+    return hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
 
 
 # -- encode -----------------------------------------------------------------------------------

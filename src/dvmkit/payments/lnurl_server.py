@@ -34,7 +34,7 @@ from websockets.http11 import Request, Response
 from dvmkit.aio import close_stack
 from dvmkit.errors import DVMError, InvalidEvent
 from dvmkit.nostr.event import parse_event
-from dvmkit.nostr.keys import Keys, is_hex64
+from dvmkit.nostr.keys import Keys
 from dvmkit.payments import bolt11, zaps
 from dvmkit.payments.lnurl import USERNAME, LnurlError
 from dvmkit.payments.nip47 import Transaction
@@ -343,10 +343,7 @@ class LnurlServer:
     async def _publish(self, zap: _Zap, tx: Transaction) -> None:
         assert self._pool is not None
         preimage = tx.preimage
-        if not (
-            is_hex64(preimage)
-            and hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == tx.payment_hash
-        ):
+        if not bolt11.preimage_matches(preimage, tx.payment_hash):
             preimage = None  # leave out what a verifier would reject
         receipt = zaps.receipt_event(
             server_keys=self._keys,

@@ -326,10 +326,7 @@ def verify_receipt(
         raise InvalidZap("event", f"the zap is not for event {event_id}")
     if sender is not None and sender != request.sender:
         raise InvalidZap("sender", "the receipt's 'P' tag is not the zap request's author")
-    if preimage is not None and (
-        not is_hex64(preimage)
-        or hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != invoice.payment_hash
-    ):
+    if preimage is not None and not bolt11.preimage_matches(preimage, invoice.payment_hash):
         raise InvalidZap("preimage", "the receipt's preimage does not match the payment hash")
     return ZapReceipt(
         id=receipt.id,

@@ -32,6 +32,7 @@ from dvmkit.customer.values import JobResult, Update, UpdateType
 from dvmkit.errors import (
     DVMError,
     JobCancelled,
+    JobError,
     NoAnswer,
     ProtocolError,
     RelayError,
@@ -40,7 +41,7 @@ from dvmkit.nostr import nip04, nip44
 from dvmkit.nostr.event import Event, Tag
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.envelope import Envelope, wrap_request
-from dvmkit.protocol.job import MODERN_KIND, Encryption
+from dvmkit.protocol.job import MODERN_KIND, Encryption, encryption_scheme
 from dvmkit.protocol.modern import cancel_event
 
 
@@ -447,16 +448,19 @@ class Job:
         Raises:
             ProtocolError: it does not decrypt.
         """
-        private = self._plan.private_tags
-        tag = event.tag("encrypted")
-        if private is None or tag is None or not event.content:
+        if self._plan.private_tags is None or not event.content:
             return event.content
-        scheme = tag[1].lower() if len(tag) > 1 and tag[1] else "nip04"
+        try:
+            # The tag is read as a provider reads a request's (bare means NIP-04): an answer
+            # repeats the request's tag (protocol.legacy).
+            scheme = encryption_scheme(event)
+        except JobError as exc:  # an unknown scheme: unreadable, like a garbled answer
+            raise ProtocolError(exc.message) from None
+        if scheme is None:
+            return event.content
         if scheme == "nip44":
             return nip44.decrypt_from(self._host.keys, event.pubkey, event.content)
-        if scheme == "nip04":
-            return nip04.decrypt(self._host.keys, event.pubkey, event.content)
-        raise ProtocolError(f"an answer encrypted with unknown scheme {scheme[:20]!r}")
+        return nip04.decrypt(self._host.keys, event.pubkey, event.content)
 
 
 def unique_targets(to: str | Sequence[str] | None) -> tuple[str, ...]:

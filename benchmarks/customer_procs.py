@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.provider_procs import REPO, DvmProcess, DvmUnavailable, die_with_parent
+from benchmarks.provider_procs import REPO, DvmProcess, start, wait_logged
 
 START_TIMEOUT = 30.0
 READY_LINE = "dvm: serving "
@@ -51,31 +51,8 @@ def spawn_echo(*, relay_url: str, secret_hex: str, workdir: Path) -> DvmProcess:
     cmd, _ = dvm_command()
     cmd += ["serve", "--builtin", "echo", "--relay", relay_url, "--db", str(workdir / "jobs.db")]
     env = child_env(workdir, NOSTR_SECRET_KEY=secret_hex, PYTHONUNBUFFERED="1")
-    with (workdir / "dvm.log").open("wb") as log:
-        process = subprocess.Popen(
-            cmd,
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-    dvm = DvmProcess("echo", process, workdir, time.perf_counter(), secret_hex)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while dvm.log_count(READY_LINE) == 0:
-            if not dvm.alive():
-                raise DvmUnavailable(f"dvm serve exited: {dvm.log_tail()}")
-            if time.monotonic() > deadline:
-                raise DvmUnavailable(f"dvm serve not ready in {START_TIMEOUT:.0f} s")
-            # Another process's log line has nothing to await on; poll it a few times a second.
-            time.sleep(0.02)
-    except BaseException:
-        dvm.stop()
-        raise
-    return dvm
+    dvm = start(cmd, "echo", workdir=workdir, env=env, secret_hex=secret_hex)
+    return wait_logged(dvm, READY_LINE, what="dvm serve", timeout=START_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.provider_procs import DvmProcess, DvmUnavailable, spawn
+from benchmarks.provider_procs import DvmProcess, spawn, wait_logged
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.nip47 import ConnectionURI
 
@@ -72,19 +71,7 @@ def start_wallet(*, relay_url: str, db: Path, workdir: Path) -> DvmProcess:
     """
     env = {"BENCH_WALLET_DB": str(db)}
     wallet = spawn("wallet", script="devwallet.py", relay_url=relay_url, workdir=workdir, env=env)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while wallet.log_count(WALLET_READY) == 0:
-            if not wallet.alive():
-                raise DvmUnavailable(f"the dev wallet exited: {wallet.log_tail()}")
-            if time.monotonic() > deadline:
-                raise DvmUnavailable(f"the dev wallet did not serve within {START_TIMEOUT:.0f} s")
-            # Another process's log line has nothing to await on; poll it a few times a second.
-            time.sleep(0.02)
-    except BaseException:
-        wallet.stop()
-        raise
-    return wallet
+    return wait_logged(wallet, WALLET_READY, what="the dev wallet", timeout=START_TIMEOUT)
 
 
 def spawn_dvm(

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,11 +174,20 @@ def spawn(
         # dvmkit runs from this checkout, installed or not (nostrdvm's venv has no use for it).
         child["PYTHONPATH"] = str(REPO / "src")
     child.update(env or {})
+    cmd = [str(python), str(SCRIPTS / script)]
+    return start(cmd, name, workdir=workdir, env=child, secret_hex=secret_hex)
+
+
+def start(
+    cmd: Sequence[str], name: str, *, workdir: Path, env: Mapping[str, str], secret_hex: str
+) -> DvmProcess:
+    """Run ``cmd`` in ``workdir`` with exactly ``env``, its output to ``dvm.log``, in a session
+    of its own that dies with this process."""
     with (workdir / "dvm.log").open("wb") as log:
         process = subprocess.Popen(
-            [str(python), str(SCRIPTS / script)],
+            list(cmd),
             cwd=workdir,
-            env=child,
+            env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -186,3 +195,24 @@ def spawn(
             preexec_fn=die_with_parent,
         )
     return DvmProcess(name, process, workdir, time.perf_counter(), secret_hex)
+
+
+def wait_logged(process: DvmProcess, line: str, *, what: str, timeout: float) -> DvmProcess:
+    """Return ``process`` once its log holds ``line``; stop it if it never does.
+
+    Raises:
+        DvmUnavailable: it exited, or did not log ``line`` within ``timeout`` seconds.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        while process.log_count(line) == 0:
+            if not process.alive():
+                raise DvmUnavailable(f"{what} exited: {process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise DvmUnavailable(f"{what} did not say it serves within {timeout:.0f} s")
+            # Another process's log line has nothing to await on; poll it a few times a second.
+            time.sleep(0.02)
+    except BaseException:
+        process.stop()
+        raise
+    return process

@@ -68,9 +68,6 @@ class PayInfo:
     nostr_pubkey: str | None
 
 
-# -- client -----------------------------------------------------------------------------------
-
-
 async def fetch_pay_info(address: str, *, timeout: float = 10.0) -> PayInfo:  # noqa: ASYNC109
     """Fetch and check the payRequest of a lightning address or an LNURL-pay URL.
 
@@ -240,6 +237,3 @@ def _valid_metadata(text: str) -> bool:
 def _printable(text: str) -> str:
     cleaned = "".join(c if c.isprintable() else "?" for c in text[:_REASON_CHARS])
     return cleaned + ("…" if len(text) > _REASON_CHARS else "")
-
-
-# -- server -----------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ log = logging.getLogger("dvmkit.payments.lnurl")
 
 __all__ = ["LnurlServer", "LnurlStats"]
 
-#: and websockets refuses request lines over 8 KiB (HTTP 414) before we see them.
 #: The longest ``nostr`` parameter (decoded) the server reads; real zap requests are < 2 KiB,
+#: and websockets refuses request lines over 8 KiB (HTTP 414) before we see them.
 MAX_NOSTR_PARAM = 4096
 MAX_PENDING = 10_000
 _PAY_PATH = re.compile(rf"/\.well-known/lnurlp/({USERNAME})")

@@ -120,8 +120,18 @@ async def _free_left(store: JobStore, customer: str, pricing: Pricing, now: floa
     input do not count, and neither do paid ones.
     """
     since = now - pricing.free_window
-    recent = await store.list_jobs(customer=customer, limit=pricing.free_jobs + 64)
-    used = sum(
-        1 for r in recent if r.created_at >= since and r.price_msat == 0 and r.error_code is None
-    )
-    return used < pricing.free_jobs
+    limit = pricing.free_jobs + 64
+    while True:
+        recent = await store.list_jobs(customer=customer, limit=limit)  # newest first
+        used = sum(
+            1
+            for r in recent
+            if r.created_at >= since and r.price_msat == 0 and r.error_code is None
+        )
+        if used >= pricing.free_jobs:
+            return False
+        # Paid jobs of the window may fill a page and hide free ones older than them: read
+        # on until the page reaches past the window, or holds every job there is.
+        if len(recent) < limit or recent[-1].created_at < since:
+            return True
+        limit *= 2

@@ -226,13 +226,10 @@ class DevWallet:
 
     def _scheme_of(self, request: Event) -> Encryption | None:
         tag = request.tag_value("encryption")
-        # NIP-47: no encryption tag means NIP-04.
-        wanted: list[Encryption] = [NIP04] if tag is None else []
-        if tag is not None and NIP44 in tag.split():
-            wanted = [NIP44]
-        elif tag is not None and NIP04 in tag.split():
-            wanted = [NIP04]
-        return next((s for s in wanted if s in self.encryption), None)
+        # NIP-47: no encryption tag means NIP-04; of a tag naming both, NIP-44 is the one asked.
+        offered = [NIP04] if tag is None else tag.split()
+        wanted = next((s for s in (NIP44, NIP04) if s in offered), None)
+        return wanted if wanted in self.encryption else None
 
     async def _notify(self, account: str, kind: str, transaction: nip47.Transaction) -> None:
         assert self._pool is not None

@@ -38,22 +38,6 @@ SCHEME = "nostr+walletconnect"
 # common relays, so the check is reachable (list_transactions, if added, pages below it).
 MAX_CONTENT = 48 * 1024
 
-#: NIP-47 error codes (the NIP's list plus PAYMENT_FAILED and NOT_FOUND from its methods).
-ERROR_CODES = frozenset(
-    {
-        "RATE_LIMITED",
-        "NOT_IMPLEMENTED",
-        "INSUFFICIENT_BALANCE",
-        "QUOTA_EXCEEDED",
-        "RESTRICTED",
-        "UNAUTHORIZED",
-        "INTERNAL",
-        "UNSUPPORTED_ENCRYPTION",
-        "OTHER",
-        "PAYMENT_FAILED",
-        "NOT_FOUND",
-    }
-)
 #: Codes dvmkit's client uses for failures that never reached a wallet's answer.
 TIMEOUT = "TIMEOUT"
 BAD_RESPONSE = "BAD_RESPONSE"
@@ -205,7 +189,7 @@ class Transaction:
         """
         obj = _object(data, "result")
         return cls(
-            type=_str(obj, "type", default="incoming") or "incoming",
+            type=_str(obj, "type") or "incoming",
             payment_hash=_required_str(obj, "payment_hash"),
             amount_msat=_required_int(obj, "amount"),
             invoice=_str(obj, "invoice"),
@@ -397,8 +381,8 @@ def _object(data: object, name: str) -> Mapping[str, Any]:
     return data
 
 
-def _str(obj: Mapping[str, Any], key: str, *, default: str | None = None) -> str | None:
-    value = obj.get(key, default)
+def _str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
     if value is not None and not isinstance(value, str):
         raise WalletError(BAD_RESPONSE, f"{key!r} must be a string")
     return value

@@ -27,7 +27,7 @@ from dvmkit.payments.cashu import (
     decode_token,
     encode_token,
 )
-from dvmkit.payments.cashu_mint import BlindedMessage, MintClient
+from dvmkit.payments.cashu_mint import BlindedMessage, MintClient, MintQuote
 
 from .mint import funded
 
@@ -40,8 +40,9 @@ async def test_mint_quote_is_paid_by_fakewallet_and_minted_into_proofs(cashu_min
     assert await wallet.mint(quote) == 100
     assert wallet.balance == 100
     assert sorted(p.amount for p in wallet.proofs) == [4, 32, 64]
-    with pytest.raises(MintError):  # a quote mints once
+    with pytest.raises(MintError) as caught:  # a quote mints once
         await wallet.mint(quote)
+    assert quote.quote not in str(caught.value)
     assert wallet.balance == 100
 
 
@@ -308,6 +309,25 @@ async def test_hostile_restore_answers_become_mint_errors() -> None:
         for _, expected in bodies:
             with pytest.raises(MintError, match=expected):
                 await client.restore([asked])
+
+
+async def test_a_mint_quote_id_stays_out_of_reprs_and_errors() -> None:
+    # NUT-04: whoever knows a quote's id can mint what was paid for it.
+    quote = MintQuote(quote="q" + "5e" * 20, request="lnbc10n1fake", amount=1, state="UNPAID")
+    assert quote.quote not in repr(quote)
+    answers = [
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnope!",
+    ]
+    async with scripted_mint(answers) as client:
+        for expected in ("HTTP 404", "not JSON"):
+            with pytest.raises(MintError, match=expected) as caught:
+                await client.mint_quote_state(quote.quote, quote.amount)
+            assert quote.quote not in str(caught.value)
+    unpaid = CashuWallet(mint_url="http://192.0.2.1:9")  # never contacted: no time to poll
+    with pytest.raises(MintError, match="not paid") as caught:
+        await unpaid.mint(quote, timeout=0)
+    assert quote.quote not in str(caught.value)
 
 
 def test_a_mint_url_must_be_http() -> None:

@@ -236,11 +236,10 @@ class CashuWallet:
         state = quote
         while state.state != "PAID":
             if state.state == "ISSUED":
-                raise MintError(f"quote {quote.quote} was already minted", mint=self.mint_url)
+                # The quote's id is not in the message: it is what mints the ecash (NUT-04).
+                raise MintError("the quote was already minted", mint=self.mint_url)
             if time.monotonic() >= deadline:
-                raise MintError(
-                    f"quote {quote.quote} not paid after {timeout} s", mint=self.mint_url
-                )
+                raise MintError(f"the quote was not paid after {timeout} s", mint=self.mint_url)
             await asyncio.sleep(pause)  # the mint is polled: NUT-17 websockets are not needed
             pause = min(pause * 2, 1.0)
             state = await self.client.mint_quote_state(quote.quote, quote.amount)

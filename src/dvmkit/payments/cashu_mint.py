@@ -14,7 +14,7 @@ secrets — is ever quoted in an error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -67,9 +67,13 @@ class KeysetInfo:
 
 @dataclass(frozen=True, slots=True)
 class MintQuote:
-    """A NUT-04 bolt11 mint quote: pay ``request`` and ``quote`` can be minted."""
+    """A NUT-04 bolt11 mint quote: pay ``request`` and ``quote`` can be minted.
 
-    quote: str
+    Whoever knows ``quote`` can mint what was paid for it (NUT-04: it "MUST remain a secret
+    between user and mint"), so it is kept out of the repr, as it is out of error messages.
+    """
+
+    quote: str = field(repr=False)
     request: str
     amount: int
     state: str  # UNPAID, PAID or ISSUED
@@ -153,7 +157,8 @@ class MintClient:
 
     async def mint_quote_state(self, quote_id: str, amount: int) -> MintQuote:
         """``GET /v1/mint/quote/bolt11/{quote}`` (NUT-04)."""
-        body = await self._call("GET", f"/v1/mint/quote/bolt11/{quote(quote_id, safe='')}")
+        path = f"/v1/mint/quote/bolt11/{quote(quote_id, safe='')}"
+        body = await self._call("GET", path, shown="/v1/mint/quote/bolt11/…")
         return self._quote(body, amount)
 
     async def mint(self, quote_id: str, outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
@@ -233,8 +238,12 @@ class MintClient:
             raise MintError(f"{len(signatures)} signatures for {expected} outputs", mint=self.url)
         return signatures
 
-    async def _call(self, method: str, path: str, body: object = None) -> object:
+    async def _call(
+        self, method: str, path: str, body: object = None, *, shown: str | None = None
+    ) -> object:
+        """``shown`` stands for ``path`` in error messages when the path holds a secret."""
         url = self.url + path
+        shown = path if shown is None else shown
         size, timeout = self.max_response_bytes, self.timeout
         try:
             if body is None:
@@ -246,12 +255,13 @@ class MintClient:
                 response = await http.post_json(url, payload, max_bytes=size, timeout=timeout)
         except http.HttpError as exc:
             # Its message names the URL and the failure, never what we sent (proofs).
-            raise MintError(f"{method} {path} failed: {exc}"[:300], mint=self.url) from None
+            failure = str(exc).replace(url, self.url + shown)
+            raise MintError(f"{method} {shown} failed: {failure}"[:300], mint=self.url) from None
         status, answer = response.status, response.body
         try:
             decoded = orjson.loads(answer)
         except orjson.JSONDecodeError:
-            raise MintError(f"{method} {path}: HTTP {status}, not JSON", mint=self.url) from None
+            raise MintError(f"{method} {shown}: HTTP {status}, not JSON", mint=self.url) from None
         if status == 200:
             return decoded
         detail, code = "", None
@@ -264,7 +274,7 @@ class MintClient:
         if code == CODE_TOKEN_ALREADY_SPENT:
             raise TokenAlreadySpent("token already spent", mint=self.url, code=code)
         raise MintError(
-            f"{method} {path}: HTTP {status} {detail}".rstrip(), mint=self.url, code=code
+            f"{method} {shown}: HTTP {status} {detail}".rstrip(), mint=self.url, code=code
         )
 
 

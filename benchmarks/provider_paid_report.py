@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.provider_report import MEASURES, Measure, best_burst, best_value
+from benchmarks.provider_report import (
+    MEASURES,
+    Measure,
+    best_burst,
+    best_value,
+    burst_load,
+    subject_entry,
+)
 from benchmarks.provider_values import Outcome
 from benchmarks.report import Figure, Goal, Report, ratio
 
@@ -21,20 +28,11 @@ FREE, PAID = "free", "paid"
 
 
 def _load(m: Measure, o: Outcome, paying: Paying | None) -> dict[str, Any]:
-    """Who was busy during the best burst: CPU seconds per second of burst, per process."""
+    """The provider benchmark's load of the best burst, and the dev wallet's share of it."""
+    out = burst_load(m, o)
     best = best_burst(o)
-    if not m.key.startswith("burst") or best is None or not best.wall_s:
-        return {}
-    out: dict[str, Any] = {
-        "relay_cpu_s": None if best.relay_cpu_s is None else round(best.relay_cpu_s, 2),
-        "client_cpu_share": round(best.client_cpu_s / best.wall_s, 2),
-        "dvm_cpu_share": round(best.dvm_cpu_s / best.wall_s, 2),
-        "dvm_cpu_ms_per_job": round(best.dvm_cpu_s * 1000 / max(best.answered, 1), 3),
-        "requests_per_burst": best.requests,
-        "lost_per_burst": [b.lost for b in o.bursts],
-    }
-    if paying is not None and best.name in paying.wallet_cpu_s:
-        wallet = paying.wallet_cpu_s[best.name]
+    wallet = None if paying is None or best is None else paying.wallet_cpu_s.get(best.name)
+    if out and best is not None and best.wall_s and wallet is not None:
         out["wallet_cpu_share"] = round(wallet / best.wall_s, 2)
         out["wallet_cpu_ms_per_job"] = round(wallet * 1000 / max(best.answered, 1), 3)
     return out
@@ -79,20 +77,7 @@ def fill_paid(
 
 
 def _subject(label: str, o: Outcome, paying: Paying | None) -> dict[str, Any]:
-    phases = [o.sequential, *o.bursts]
-    out: dict[str, Any] = {
-        "available": True,
-        "label": label,
-        "startup_s": round(o.startup_s, 3),
-        "customers_warmed": o.warmed,
-        "idle_rss_mib": None if o.idle is None else o.idle.rss_mib,
-        "sequential": None if o.sequential is None else o.sequential.summary(),
-        "bursts": [b.summary() for b in o.bursts],
-        "lost": sum(p.lost for p in phases if p is not None),
-        "peak_hwm_mib": None if o.peak is None else o.peak.hwm_mib,
-        "exit_code": o.exit_code,
-        "client": o.client,
-    }
+    out = subject_entry(label, o)
     if paying is not None:
         out["payment"] = {
             "payments": paying.payments,

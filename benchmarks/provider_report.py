@@ -86,7 +86,8 @@ def best_burst(o: Outcome) -> Phase | None:
     return max(o.bursts, key=lambda b: b.rate, default=None)
 
 
-def _extra(m: Measure, o: Outcome) -> dict[str, Any]:
+def burst_load(m: Measure, o: Outcome) -> dict[str, Any]:
+    """Who was busy during the best burst (for the burst measures): CPU per process."""
     best = best_burst(o)
     if not m.key.startswith("burst") or best is None:
         return {}
@@ -177,7 +178,7 @@ def _figures(
     """
     values: dict[str, dict[str, float]] = {}
     for name, o in outcomes.items():
-        report.subjects[name] = _subject(name, o)
+        report.subjects[name] = subject_entry(LABELS[name], o)
         for m in measures:
             rounds = m.rounds(o)
             if rounds:
@@ -203,16 +204,17 @@ def _figures(
                     note={"best": "best burst", "last": "after the last burst"}.get(
                         m.aggregate, ""
                     ),
-                    extra=_extra(m, o),
+                    extra=burst_load(m, o),
                 )
             )
     return values
 
 
-def _subject(name: str, o: Outcome) -> dict[str, Any]:
+def subject_entry(label: str, o: Outcome) -> dict[str, Any]:
+    """What ``report.subjects`` holds for one measured DVM."""
     return {
         "available": True,
-        "label": LABELS[name],
+        "label": label,
         "startup_s": round(o.startup_s, 3),
         "customers_warmed": o.warmed,
         "idle_rss_mib": None if o.idle is None else o.idle.rss_mib,

@@ -113,10 +113,6 @@ class MintClient:
     def __repr__(self) -> str:
         return f"MintClient({self.url!r})"
 
-    async def info(self) -> dict[str, Any]:
-        """``GET /v1/info`` (NUT-06)."""
-        return _object(await self._call("GET", "/v1/info"), self.url)
-
     async def keysets(self) -> list[KeysetInfo]:
         """``GET /v1/keysets``: every keyset, active or not (NUT-02)."""
         body = _object(await self._call("GET", "/v1/keysets"), self.url)

@@ -64,7 +64,8 @@ class Envelope:
             ProtocolError: not of that form.
         """
         form, _, kind = text.partition(":")
-        if form not in _FORMS or not kind.isdigit():
+        # isdigit alone passes "²" and digit runs too long for int(): both raise ValueError.
+        if form not in _FORMS or not (kind.isascii() and kind.isdigit() and len(kind) <= 5):
             raise ProtocolError(f"not an envelope: {text[:40]!r} (write it as simple:21059)")
         return cls(form, int(kind))
 

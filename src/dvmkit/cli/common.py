@@ -17,6 +17,7 @@ Exit codes (documented in the README and tested):
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -38,6 +39,10 @@ EXIT_PAYMENT = 5
 EXIT_INVALID_EVENTS = 123
 
 SECRET_ENV = "NOSTR_SECRET_KEY"
+#: Relays for the commands given none, comma-separated (``dvm serve`` and the customer's).
+RELAYS_ENV = "DVMKIT_RELAYS"
+#: Where ``dvm relay`` listens by default: the relay of last resort of every command.
+DEFAULT_RELAY = "ws://127.0.0.1:10547"
 #: The NWC wallet ``dvm ask`` pays with (``dvm wallet`` reads it too: what is left in it).
 NWC_ENV = "DVMKIT_NWC"
 
@@ -80,6 +85,11 @@ def secret_option(help_text: str = "secret key as hex or nsec") -> Any:
 
 def load_keys(text: str) -> Keys:
     return Keys.parse(text)
+
+
+def env_relays() -> list[str]:
+    """The relay URLs in ``$DVMKIT_RELAYS``, or none."""
+    return [url.strip() for url in os.environ.get(RELAYS_ENV, "").split(",") if url.strip()]
 
 
 def emit(value: object) -> None:

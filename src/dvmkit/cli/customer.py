@@ -18,7 +18,6 @@ balance``).
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -26,12 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from dvmkit.cli.common import (
+    DEFAULT_RELAY,
     EXIT_BAD_INPUT,
     EXIT_JOB_ERROR,
     EXIT_NO_ANSWER,
     NWC_ENV,
     SECRET_ENV,
     emit,
+    env_relays,
     error,
     parse_nwc,
     wallet_exit,
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
     from dvmkit.customer.job import Job
     from dvmkit.nostr.keys import Keys
 
-DEFAULT_RELAY = "ws://127.0.0.1:10547"
-RELAYS_ENV = "DVMKIT_RELAYS"
 T = TypeVar("T")
 
 Sec = Annotated[
@@ -74,8 +73,7 @@ def relays_from(args: list[str]) -> list[str]:
     """Trailing arguments, else ``$DVMKIT_RELAYS``, else the local ``dvm relay``."""
     if args:
         return args
-    env = [u.strip() for u in os.environ.get(RELAYS_ENV, "").split(",") if u.strip()]
-    return env or [DEFAULT_RELAY]
+    return env_relays() or [DEFAULT_RELAY]
 
 
 def split_args(args: list[str] | None) -> tuple[str | None, list[str]]:

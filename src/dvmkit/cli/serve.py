@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dvmkit.cli.common import EXIT_BAD_INPUT, SECRET_ENV, error
+from dvmkit.cli.common import DEFAULT_RELAY, EXIT_BAD_INPUT, SECRET_ENV, env_relays, error
 from dvmkit.errors import DVMError
 from dvmkit.nostr.keys import Keys
 
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     # other `dvm` command starts without it.
     from dvmkit.provider.config import Limits
     from dvmkit.provider.dvm import DVM
-
-DEFAULT_RELAY = "ws://127.0.0.1:10547"
 
 
 def _limit_fields() -> frozenset[str]:
@@ -209,8 +207,7 @@ def apply_settings(
     """Apply flags, environment and TOML settings to ``dvm`` (flags win)."""
     from dvmkit.provider.config import Limits
 
-    env_relays = [r.strip() for r in os.environ.get("DVMKIT_RELAYS", "").split(",") if r.strip()]
-    chosen_relays = relays or env_relays or _strings(settings, "relays") or list(dvm.relays)
+    chosen_relays = relays or env_relays() or _strings(settings, "relays") or list(dvm.relays)
     limits = dvm.limits
     if "limits" in settings:
         table = settings["limits"]

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from dvmkit.cli.common import EXIT_BAD_INPUT, NWC_ENV, emit, error, parse_nwc, wallet_exit
+from dvmkit.cli.common import (
+    DEFAULT_RELAY,
+    EXIT_BAD_INPUT,
+    NWC_ENV,
+    emit,
+    error,
+    parse_nwc,
+    wallet_exit,
+)
 from dvmkit.errors import DVMError
 
 if TYPE_CHECKING:
@@ -37,7 +45,6 @@ if TYPE_CHECKING:
     from dvmkit.payments.nwc import NWCClient
 
 DEFAULT_DB = Path(".dvmkit") / "wallet.sqlite3"
-DEFAULT_RELAY = "ws://127.0.0.1:10547"
 NWC_URI_ENV = "NWC_URI"
 T = TypeVar("T")
 

@@ -174,11 +174,19 @@ class NWCClient:
         async for event in sub:
             self._on_response(event)
 
+    def _from_wallet(self, event: Event, what: str) -> bool:
+        """True when the wallet signed ``event``; anything else is counted and dropped.
+
+        Checked before anything else is read, decryption above all.
+        """
+        if event.pubkey == self.uri.wallet:
+            return True
+        self._rejected += 1
+        log.warning("dropped a %s signed by %s, not by the wallet", what, event.pubkey)
+        return False
+
     def _on_response(self, event: Event) -> None:
-        if event.pubkey != self.uri.wallet:
-            # Checked before anything else is read, decryption above all.
-            self._rejected += 1
-            log.warning("dropped a wallet response signed by %s, not by the wallet", event.pubkey)
+        if not self._from_wallet(event, "wallet response"):
             return
         request_id = event.tag_value("e")
         pending = self._pending.get(request_id) if request_id else None
@@ -333,9 +341,7 @@ class Notifications:
         client = self._client
         uri = client.uri
         async for event in self._sub:
-            if event.pubkey != uri.wallet:
-                client._rejected += 1
-                log.warning("dropped a notification signed by %s, not by the wallet", event.pubkey)
+            if not client._from_wallet(event, "notification"):
                 continue
             try:
                 body = nip47.decrypt(uri.keys, uri.wallet, event.content, self._scheme)

@@ -22,7 +22,7 @@ from coincurve import PrivateKey, PublicKey
 from dvmkit.errors import Bech32Error, PaymentError
 
 # The word-level bech32 helpers: BOLT-11 data is 5-bit words, not whole bytes, so the byte
-# API of dvmkit.nostr.bech32 cannot carry it (see the report of the payments change).
+# API of dvmkit.nostr.bech32 cannot carry it.
 from dvmkit.nostr.bech32 import convert_bits, decode_words, encode_words
 from dvmkit.nostr.keys import is_hex64
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dvmkit.demo.corpus import corpus, demo_keys
 from dvmkit.demo.mint import DEFAULT_MINT_BIN, DemoMint
-from dvmkit.demo.providers import BUILTINS, CATEGORY, PAID_CATEGORY, PRICE_MSAT, text_stats
+from dvmkit.demo.providers import CATEGORY, PAID_CATEGORY, PRICE_MSAT, text_stats
 from dvmkit.demo.session import DEFAULT_PORT, main, open_relay, run
 from dvmkit.demo.steps import (
     CASHU_TEXT,
@@ -46,6 +46,7 @@ from dvmkit.demo.steps import (
     TEXT,
     TRENDING_COUNT,
 )
+from dvmkit.dvms import BUILTINS
 
 __all__ = [
     "BUILTINS",

@@ -1,5 +1,5 @@
-"""The demo's providers: which built-ins run, the competing digest DVMs, the priced ones, and
-the dead one.
+"""The demo's own providers (besides every built-in of :mod:`dvmkit.dvms`): the competing
+digest DVMs, the priced ones, and the dead one.
 
 The digest providers bid on open requests (``DVM(offers=True)``) with different ETAs, and one
 of them can be stalled mid-job and stopped, for the failover step. The two priced digest DVMs
@@ -29,7 +29,6 @@ from dvmkit.relay.pool import RelayPool
 CATEGORY = "digest"
 PAID_CATEGORY = "paid-digest"
 PRICE_MSAT = 21_000
-BUILTINS = ("echo", "pow", "search", "count", "trending")
 LIMITS = Limits(processing_notice=0.25, job_input_wait=5.0, input_timeout=5.0)
 
 

@@ -26,7 +26,6 @@ from dvmkit.customer import Customer, CustomerTimeouts
 from dvmkit.demo.corpus import corpus, demo_keys
 from dvmkit.demo.mint import DEFAULT_MINT_BIN, DemoMint, mint_binary
 from dvmkit.demo.providers import (
-    BUILTINS,
     LIMITS,
     PRICE_MSAT,
     CashuDVM,
@@ -128,7 +127,7 @@ async def run(
             (steady.dvm, steady.stop),
             (lightning.dvm, asyncio.Event()),
         ]
-        for name in BUILTINS:
+        for name in dvms.BUILTINS:
             if name not in without:
                 waiting.append((dvms.build(name, relays=[url], limits=LIMITS), asyncio.Event()))
         running: list[tuple[DVM, asyncio.Event]] = []

@@ -7,7 +7,6 @@ that failed and were not refunded: money the operator owes its customers.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +31,9 @@ def jobs_command(
     limit: Annotated[int, typer.Option("--limit", help="at most this many", min=0)] = 100,
 ) -> None:
     """List a DVM's jobs (JSON lines, newest first); ``--owed``: what it owes customers."""
-    # The store loads only for this command: `dvm` starts fast for the others.
+    # The store (and asyncio) load only for this command: `dvm` starts fast for the others.
+    import asyncio
+
     from dvmkit.store import OWED, JobState, SQLiteJobStore
 
     try:

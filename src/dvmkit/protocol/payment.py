@@ -35,8 +35,6 @@ PAYMENT_STATUS = "payment"
 BOLT11 = "bolt11"
 ZAP = "zap"
 CASHU = "cashu"
-#: The methods dvmkit knows; others are carried through as the peer wrote them.
-METHODS = (BOLT11, ZAP, CASHU)
 # A token of many proofs runs to a few kilobytes; nothing legitimate needs more.
 MAX_PAYLOAD = 64 * 1024
 MAX_REFUND_ADDRESS = 2048
@@ -56,7 +54,11 @@ def method_tags(methods: Sequence[str], details: Mapping[str, str] | None = None
 
 
 def read_methods(event: Event) -> dict[str, str | None]:
-    """The payment methods an offer or ``payment-required`` names, with their details."""
+    """The payment methods an offer or ``payment-required`` names, with their details.
+
+    Methods other than :data:`BOLT11`, :data:`ZAP` and :data:`CASHU` are kept as the peer
+    wrote them; the caller picks the ones it can pay.
+    """
     out: dict[str, str | None] = {}
     for tag in event.tags_named("payment"):
         if len(tag) > 1 and tag[1] and len(tag[1]) <= 32 and tag[1] not in out:

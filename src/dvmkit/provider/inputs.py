@@ -22,7 +22,7 @@ from dvmkit.store import JobState, JobStore
 
 
 async def resolve(
-    request: JobRequest, *, pool: RelayPool, limits: Limits, store: JobStore | None = None
+    request: JobRequest, *, pool: RelayPool, limits: Limits, store: JobStore
 ) -> list[str]:
     """The data of each input, in order.
 
@@ -40,7 +40,7 @@ async def resolve(
 
 
 async def _one(
-    item: JobInput, number: int, pool: RelayPool, limits: Limits, store: JobStore | None
+    item: JobInput, number: int, pool: RelayPool, limits: Limits, store: JobStore
 ) -> str:
     if item.type == "url":
         return await _url(item.data, number, limits)
@@ -69,7 +69,7 @@ async def _url(url: str, number: int, limits: Limits) -> str:
 
 async def _event(event_id: str, hint: str | None, pool: RelayPool, wait: float) -> Event | None:
     found = await pool.fetch({"ids": [event_id]}, timeout=wait)
-    if found or hint is None or not hint or hint in pool.relays:
+    if found or not hint or hint in pool.relays:
         return found[0] if found else None
     # NIP-90 §1.2: the input's relay is where the event was published; ask it once, on a
     # connection of its own that closes with the fetch (a hint the pool refuses as a relay
@@ -90,10 +90,10 @@ def _is_result(event: Event, job_id: str) -> bool:
     return 5000 + RESULT_KIND_OFFSET <= event.kind < 6000 + RESULT_KIND_OFFSET
 
 
-async def _own_result(store: JobStore | None, job_id: str) -> str | None:
+async def _own_result(store: JobStore, job_id: str) -> str | None:
     """The result of an earlier job this DVM ran, from its store."""
-    record = None if store is None else await store.get(job_id)
-    if store is None or record is None or record.state is not JobState.SUCCESS:
+    record = await store.get(job_id)
+    if record is None or record.state is not JobState.SUCCESS:
         return None
     if record.envelope is not None or Event.from_json(record.request).tag("encrypted"):
         # Its result went to its customer encrypted; this DVM cannot read it back, and must
@@ -109,7 +109,7 @@ async def _own_result(store: JobStore | None, job_id: str) -> str | None:
 
 
 async def _job_result(
-    job_id: str, number: int, pool: RelayPool, wait: float, store: JobStore | None
+    job_id: str, number: int, pool: RelayPool, wait: float, store: JobStore
 ) -> str:
     """Job chaining: the result of an earlier job, waiting for it up to ``wait`` seconds."""
     # Every event that references the job; results are picked out by kind and status (a

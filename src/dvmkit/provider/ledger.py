@@ -199,15 +199,14 @@ class Ledger:
         await self.sender.send(event, request.relays)
 
     async def cancelled(
-        self, request: JobRequest, *, expect: Collection[JobState] | None = None, **fields: Any
+        self, request: JobRequest, *, expect: Collection[JobState], **fields: Any
     ) -> bool:
-        """Move a job in one of ``expect`` (by default: any unfinished state) to
-        ``cancelled`` and say so; False when it was not in one. ``fields`` (a paid job's
-        ``refund``) are committed with it."""
+        """Move a job in one of ``expect`` to ``cancelled`` and say so; False when it was not
+        in one. ``fields`` (a paid job's ``refund``) are committed with it."""
         event = self.status(request, StatusKind.CANCELLED)
         if not await self.store.transition(
             request.id,
-            expect=[s for s in JobState if not s.terminal] if expect is None else expect,
+            expect=expect,
             to=JobState.CANCELLED,
             outbox=[self.outbox(event, request)],
             **fields,

@@ -51,6 +51,3 @@ class Mailbox(Generic[T]):
                 event.clear()
                 if self._posted.get(key) is event:
                     del self._posted[key]
-
-    def __len__(self) -> int:
-        return sum(len(q) for q in self._items.values())

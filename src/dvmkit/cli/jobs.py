@@ -7,7 +7,7 @@ arguments, JSON lines on stdout, the exit codes of common.py.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,9 @@ from dvmkit.cli.customer import (
     split_args,
 )
 from dvmkit.errors import NoAnswer, ProtocolError
+
+if TYPE_CHECKING:
+    from dvmkit.relay.values import PublishResult
 
 job_app = typer.Typer(help="Build, send and follow job requests.", no_args_is_help=True)
 
@@ -66,13 +69,18 @@ def job_request_command(
         urls = relays_from(relays or [])
         async with RelayPool(relays=urls, fetch_info=False) as pool:
             result = await pool.publish(event)
-        for url, outcome in result.outcomes.items():
-            word = "success" if outcome.ok else f"failed: {outcome.status} {outcome.message}"
-            print(f"publishing to {url}... {word}.", file=sys.stderr)
+        _report(result)
         if not result.ok:
             raise NoAnswer("no relay accepted the request: start `dvm relay` or check the URLs")
 
     run_async(send)
+
+
+def _report(result: PublishResult) -> None:
+    """What each relay said to a publish, one line each on stderr (as nak prints it)."""
+    for url, outcome in result.outcomes.items():
+        word = "success" if outcome.ok else f"failed: {outcome.status} {outcome.message}"
+        print(f"publishing to {url}... {word}.", file=sys.stderr)
 
 
 def _build_from_template(
@@ -226,9 +234,7 @@ def job_cancel_command(
             sys.stdout.write(event.to_json() + "\n")
             sys.stdout.flush()
             result = await customer.pool.publish(event, wait="first")
-            for url, outcome in result.outcomes.items():
-                word = "success" if outcome.ok else f"failed: {outcome.status} {outcome.message}"
-                print(f"publishing to {url}... {word}.", file=sys.stderr)
+            _report(result)
             if not result.ok:
                 raise NoAnswer("no relay accepted the cancellation: check the relay URLs")
             if job is None:

@@ -380,6 +380,3 @@ async def _show_progress(job: Job) -> None:
             if update.type.value in ("partial", "chosen", "failover", "paid"):
                 console.print(line, highlight=False)
             status.update(line)
-
-
-# -- dvm job request / wait -----------------------------------------------------------------

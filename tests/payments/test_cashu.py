@@ -258,6 +258,14 @@ async def test_a_mint_that_never_answers_times_out_cleanly(silent_server: str) -
     assert caught.value.code is None
 
 
+async def test_mint_gives_up_on_time_while_a_poll_of_the_quote_hangs(silent_server: str) -> None:
+    wallet = CashuWallet(mint_url=silent_server, timeout=30.0)
+    quote = MintQuote(quote="q1", request="lnbc10n1fake", amount=1, state="UNPAID")
+    async with asyncio.timeout(10):  # a failure bound: the answer is due after 0.3 s
+        with pytest.raises(MintError, match=r"not paid after 0\.3 s"):
+            await wallet.mint(quote, timeout=0.3)
+
+
 @contextlib.asynccontextmanager
 async def scripted_mint(answers: Iterable[bytes]) -> AsyncIterator[MintClient]:
     """A client of a loopback "mint" that answers each request with the next of ``answers``

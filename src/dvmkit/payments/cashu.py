@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -222,7 +221,12 @@ class CashuWallet:
         _check_amount(amount)
         return await self.client.mint_quote(amount, unit=self.unit)
 
-    async def mint(self, quote: MintQuote, *, timeout: float = 30.0) -> int:  # noqa: ASYNC109
+    async def mint(
+        self,
+        quote: MintQuote,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - an unpaid quote is a MintError, not a cancel
+    ) -> int:
         """Wait (at most ``timeout`` s) until the quote's invoice is paid, then mint its amount.
 
         Returns:
@@ -231,18 +235,13 @@ class CashuWallet:
         Raises:
             MintError: the quote was not paid in time, or the mint refused.
         """
-        deadline = time.monotonic() + timeout
-        pause = 0.01
-        state = quote
-        while state.state != "PAID":
-            if state.state == "ISSUED":
-                # The quote's id is not in the message: it is what mints the ecash (NUT-04).
-                raise MintError("the quote was already minted", mint=self.mint_url)
-            if time.monotonic() >= deadline:
-                raise MintError(f"the quote was not paid after {timeout} s", mint=self.mint_url)
-            await asyncio.sleep(pause)  # the mint is polled: NUT-17 websockets are not needed
-            pause = min(pause * 2, 1.0)
-            state = await self.client.mint_quote_state(quote.quote, quote.amount)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._paid(quote)
+        except TimeoutError:
+            raise MintError(
+                f"the quote was not paid after {timeout} s", mint=self.mint_url
+            ) from None
         keyset = await self._active_keyset()
         blinded = self._outputs(keyset, crypto.split_amount(quote.amount))
         async with self._journaled(blinded):
@@ -375,6 +374,17 @@ class CashuWallet:
         if info is None:
             raise MintError(f"the mint has no keyset {keyset_id}", mint=self.mint_url)
         return _Keyset(info, await self.client.keys(keyset_id))
+
+    async def _paid(self, quote: MintQuote) -> None:
+        """Return once the quote is paid. The mint is polled: NUT-17 websockets are not needed."""
+        pause, state = 0.01, quote
+        while state.state != "PAID":
+            if state.state == "ISSUED":
+                # The quote's id is not in the message: it is what mints the ecash (NUT-04).
+                raise MintError("the quote was already minted", mint=self.mint_url)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            state = await self.client.mint_quote_state(quote.quote, quote.amount)
 
     @contextlib.asynccontextmanager
     async def _journaled(self, blinded: tuple[Blinded, ...]) -> AsyncIterator[None]:

@@ -426,3 +426,16 @@ async def test_a_late_payment_is_entered_once_and_its_ended_job_owes_it(
         )
         assert [(e.key, e.job_id) for e in await store.payments()] == [(late.key, cancelled.id)]
         assert (await store.get(waiting.id)) == waiting
+
+
+async def test_a_payment_for_another_job_is_refused_before_anything_is_written(
+    store_factory: StoreFactory,
+) -> None:
+    record = make_record(state=S.PAYMENT_REQUIRED, price_msat=1000)
+    entry = PaymentEntry("d" * 64, new_id(), "bolt11", 1000)
+    async with store_factory() as store:
+        await store.insert(record)
+        with pytest.raises(ValueError, match="for job"):
+            await store.transition(record.id, expect=S.PAYMENT_REQUIRED, to=S.PAID, payment=entry)
+        assert await store.get(record.id) == record
+        assert await store.payments() == []

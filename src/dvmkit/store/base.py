@@ -201,7 +201,7 @@ class JobStore(Protocol):
             expect: the state(s) the job must be in.
             to: the new state; must be allowed from every state in ``expect``.
             outbox: signed events announcing the change, published after this returns.
-            payment: a confirmed payment to enter in the ledger with the change.
+            payment: a confirmed payment for ``job_id`` to enter in the ledger with the change.
             add_attempt: add one to ``attempts`` (a run is starting).
 
         Returns:
@@ -210,7 +210,8 @@ class JobStore(Protocol):
             presented twice). Nothing is written when False.
 
         Raises:
-            ValueError: the transition is not allowed by ``lifecycle.TRANSITIONS``.
+            ValueError: the transition is not allowed by ``lifecycle.TRANSITIONS``, or
+                ``payment`` names another job.
         """
         ...
 

@@ -150,6 +150,9 @@ class SQLiteJobStore(JobStore):
     ) -> bool:
         states = (expect,) if isinstance(expect, JobState) else tuple(expect)
         check_transition(states, to)
+        if payment is not None and payment.job_id != job_id:
+            # The ledger row is the job's: a mismatch is a caller's bug, not a payment to hide.
+            raise ValueError(f"payment {payment.key} is for job {payment.job_id}, not {job_id}")
         given = (
             expires_at,
             price_msat,

@@ -116,15 +116,28 @@ PRAGMA user_version = 1;
 """
 
 
-async def test_a_version_1_file_is_migrated_and_its_jobs_kept(tmp_path: Path) -> None:
+# Version 2 added the envelope column; version 3 the payment fields and the ledger.
+SCHEMA_2 = SCHEMA_1.replace(
+    "PRAGMA user_version = 1;",
+    "ALTER TABLE jobs ADD COLUMN envelope TEXT;\nPRAGMA user_version = 2;",
+)
+
+
+@pytest.mark.parametrize(("version", "script", "width"), [(1, SCHEMA_1, 16), (2, SCHEMA_2, 17)])
+async def test_an_older_file_is_migrated_and_its_jobs_kept(
+    tmp_path: Path, version: int, script: str, width: int
+) -> None:
     path = tmp_path / "jobs.sqlite3"
-    old = make_record(state=JobState.SUCCESS, attempts=1, result_event_id="e" * 64)
+    envelope = None if version == 1 else "simple:21059"
+    old = make_record(
+        state=JobState.SUCCESS, attempts=1, result_event_id="e" * 64, envelope=envelope
+    )
     db = sqlite3.connect(path)
     try:
-        db.executescript(SCHEMA_1)
+        db.executescript(script)
         db.execute(
-            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            job_row(old)[:16],  # the columns version 1 had (no envelope, no payment fields)
+            f"INSERT INTO jobs VALUES ({', '.join('?' * width)})",
+            job_row(old)[:width],  # the columns that version had
         )
         db.commit()
     finally:
@@ -135,7 +148,7 @@ async def test_a_version_1_file_is_migrated_and_its_jobs_kept(tmp_path: Path) ->
         migrated = await store.get(old.id)
         assert migrated == old
         assert migrated is not None
-        assert migrated.envelope is None
+        assert migrated.envelope == envelope
         assert await store.insert(private)
         assert await store.get(private.id) == private
     async with SQLiteJobStore(path) as store:  # reopened: nothing to migrate twice

@@ -230,12 +230,7 @@ class Event:
 
     def verify(self) -> bool:
         """True when the id matches the content and the signature is valid for the pubkey."""
-        digest = hashlib.sha256(
-            serialize(self.pubkey, self.created_at, self.kind, self.tags, self.content)
-        ).digest()
-        if digest.hex() != self.id:
-            return False
-        return verify_signature(bytes.fromhex(self.pubkey), bytes.fromhex(self.sig), digest)
+        return verification_problem(self) is None
 
     # -- tags -------------------------------------------------------------------------------
 
@@ -295,15 +290,7 @@ def _parse_fast(raw: str | bytes) -> Event | None:
         event = event_from_dict_fast(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
-    if event is None:
-        return None
-    digest = hashlib.sha256(
-        serialize(event.pubkey, event.created_at, event.kind, event.tags, event.content)
-    ).digest()
-    # digest.hex() is lowercase hex by construction, so equality also checks the format.
-    if digest.hex() != event.id or not verify_signature(
-        bytes.fromhex(event.pubkey), bytes.fromhex(event.sig), digest
-    ):
+    if event is None or verification_problem(event) is not None:
         return None
     return event
 
@@ -372,6 +359,7 @@ def verification_problem(event: Event) -> str | None:
 
     For callers that word their own refusal (a relay's ``OK false "invalid: ..."``).
     """
+    # digest.hex() is lowercase hex by construction, so equality also checks the id's format.
     digest = hashlib.sha256(
         serialize(event.pubkey, event.created_at, event.kind, event.tags, event.content)
     ).digest()

@@ -22,14 +22,8 @@ FORBIDDEN = (
 )
 
 
-@pytest.mark.parametrize(
-    ("package", "module"),
-    [("dvmkit.nostr", "dvmkit.nostr.event"), ("dvmkit.protocol", "dvmkit.protocol.job")],
-)
-def test_pure_core_imports_no_io(package: str, module: str) -> None:
-    path = importlib.import_module(package).__path__
-    modules = [package, *(m.name for m in pkgutil.iter_modules(path, f"{package}."))]
-    assert module in modules
+def imported_io(modules: list[str]) -> str:
+    """What importing ``modules`` (in a fresh interpreter) pulls in of :data:`FORBIDDEN`."""
     script = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in modules)
@@ -40,4 +34,26 @@ def test_pure_core_imports_no_io(package: str, module: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "", f"pure layer imported: {result.stdout.strip()}"
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("package", "module"),
+    [("dvmkit.nostr", "dvmkit.nostr.event"), ("dvmkit.protocol", "dvmkit.protocol.job")],
+)
+def test_pure_core_imports_no_io(package: str, module: str) -> None:
+    path = importlib.import_module(package).__path__
+    modules = [package, *(m.name for m in pkgutil.iter_modules(path, f"{package}."))]
+    assert module in modules
+    bad = imported_io(modules)
+    assert bad == "", f"pure layer imported: {bad}"
+
+
+#: The payment codecs say they do no I/O: zaps are verified, invoices and tokens decoded,
+#: NIP-47 bodies read without a connection.
+PURE_PAYMENTS = ["zaps", "bolt11", "nip47", "cashu_token", "cashu_crypto", "cashu_cbor"]
+
+
+def test_pure_payment_codecs_import_no_io() -> None:
+    bad = imported_io([f"dvmkit.payments.{m}" for m in PURE_PAYMENTS])
+    assert bad == "", f"a pure payment codec imported: {bad}"

@@ -130,13 +130,7 @@ class UnsignedEvent:
     def sign(self, keys: Keys, *, aux: bytes | None = None) -> Event:
         if keys.public_key != self.pubkey:
             raise InvalidEvent("the signing key is not the event's pubkey")
-        digest = hashlib.sha256(
-            serialize(self.pubkey, self.created_at, self.kind, self.tags, self.content)
-        ).digest()
-        sig = keys.sign_id(digest) if aux is None else keys.sign(digest, aux).hex()
-        return _make_event(
-            digest.hex(), self.pubkey, self.created_at, self.kind, self.tags, self.content, sig
-        )
+        return _signed(keys, self.created_at, self.kind, self.tags, self.content, aux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +384,14 @@ def sign_event(
     created = _check_int("created_at", created, MAX_CREATED_AT)
     norm_tags = normalize_tags(tags if type(tags) is list or type(tags) is tuple else list(tags))
     content = _check_str("content", content)
+    return _signed(keys, created, kind, norm_tags, content, aux)
+
+
+def _signed(
+    keys: Keys, created_at: int, kind: int, tags: Tags, content: str, aux: bytes | None
+) -> Event:
+    """The event ``keys`` signs from checked fields; one hash is both its id and what is signed."""
     pubkey = keys.public_key
-    digest = hashlib.sha256(serialize(pubkey, created, kind, norm_tags, content)).digest()
+    digest = hashlib.sha256(serialize(pubkey, created_at, kind, tags, content)).digest()
     sig = keys.sign_id(digest) if aux is None else keys.sign(digest, aux).hex()
-    return _make_event(digest.hex(), pubkey, created, kind, norm_tags, content, sig)
+    return _make_event(digest.hex(), pubkey, created_at, kind, tags, content, sig)

@@ -56,6 +56,22 @@ async def running_relay(kind: str) -> AsyncIterator[str]:
 RELAYS_UNDER_TEST = ("ours", "nostr-sdk")
 
 
+@pytest.fixture(params=RELAYS_UNDER_TEST)
+async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The relay under test: dvmkit's own, then nostr-sdk's LocalRelay."""
+    async with running_relay(request.param) as url:
+        yield url
+
+
+@pytest.fixture
+async def our_relay_url() -> AsyncIterator[str]:
+    """dvmkit's relay alone, for tests that need a second relay or our relay's limits."""
+    from dvmkit.relay.server import Relay
+
+    async with Relay(port=0) as relay:
+        yield relay.url
+
+
 @pytest.fixture
 async def local_relay() -> AsyncIterator[str]:
     async with running_local_relay() as url:

@@ -17,7 +17,6 @@ from typing import Any
 import nostr_sdk
 import pytest
 
-from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.customer import Customer, CustomerTimeouts
 from dvmkit.errors import JobError
 from dvmkit.nostr.event import Event
@@ -25,7 +24,6 @@ from dvmkit.nostr.keys import Keys
 from dvmkit.payments.devwallet import DevWallet
 from dvmkit.payments.nip47 import ConnectionURI
 from dvmkit.provider import DVM, Limits, PaymentProcessor
-from dvmkit.relay.server import Relay
 
 WAIT = 10.0
 FAST_DVM = Limits(processing_notice=5.0, input_timeout=5.0, job_input_wait=5.0)
@@ -34,19 +32,6 @@ FAST_CUSTOMER = CustomerTimeouts(
 )
 #: What the priced DVMs of the payment tests charge.
 PRICE = 21_000
-
-
-@pytest.fixture(params=RELAYS_UNDER_TEST)
-async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """The relay under test: dvmkit's own, then nostr-sdk's LocalRelay."""
-    async with running_relay(request.param) as url:
-        yield url
-
-
-@pytest.fixture
-async def our_relay_url() -> AsyncIterator[str]:
-    async with Relay(port=0) as relay:
-        yield relay.url
 
 
 @pytest.fixture

@@ -6,17 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.payments.devwallet import DevWallet
 
 #: How long a test waits for an answer that must come (a failure bound, not a pace).
 WAIT = 10.0
-
-
-@pytest.fixture(params=RELAYS_UNDER_TEST)
-async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    async with running_relay(request.param) as url:
-        yield url
 
 
 @pytest.fixture

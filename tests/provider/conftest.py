@@ -19,31 +19,15 @@ from typing import Any
 import nostr_sdk
 import pytest
 
-from conftest import RELAYS_UNDER_TEST, running_relay
 from dvmkit.nostr.event import Event
 from dvmkit.nostr.keys import Keys
 from dvmkit.protocol.job import FEEDBACK_KIND, MODERN_KIND
 from dvmkit.provider import DVM, Limits
-from dvmkit.relay.server import Relay
 
 #: How long a test waits for an answer that must come (a failure, not a pace).
 WAIT = 10.0
 #: Fast defaults for tests: a processing notice only for jobs that really wait.
 FAST = Limits(processing_notice=5.0, input_timeout=5.0, job_input_wait=5.0)
-
-
-@pytest.fixture(params=RELAYS_UNDER_TEST)
-async def relay_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """The relay under the test: dvmkit's own, then nostr-sdk's LocalRelay."""
-    async with running_relay(request.param) as url:
-        yield url
-
-
-@pytest.fixture
-async def our_relay_url() -> AsyncIterator[str]:
-    """dvmkit's relay alone, for tests that need a second relay or our relay's limits."""
-    async with Relay(port=0) as relay:
-        yield relay.url
 
 
 def make_dvm(relay: str | Sequence[str], **kwargs: Any) -> DVM:
